@@ -1,0 +1,35 @@
+# Two commands set up a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+OUT ?= results/demo
+
+.PHONY: demo test test-slow lint bench clean
+
+$(VENV)/.stamp-base: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-base
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.stamp-base
+	$(VENV)/bin/jacscope spectrum --dataset digits --wrt params --k 32 --out $(OUT)
+
+lint: $(VENV)/.stamp-test
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: lint
+	$(PY) -m pytest -q
+
+test-slow: $(VENV)/.stamp-test
+	$(PY) -m pytest -q -m slow
+
+bench: $(VENV)/.stamp-base
+	$(PY) benchmarks/operators.py
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

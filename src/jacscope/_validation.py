@@ -1,0 +1,68 @@
+"""Checks on user input that fail loudly and name the culprit.
+
+Each check is a no-op on traced values (inside `jax.jit` the values are not known);
+outside a trace it raises a `ValueError` that names the offending pytree leaf,
+shape or argument.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _is_concrete(x: Any) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_finite(tree: Any, name: str) -> None:
+    """Raise `ValueError` naming the first leaf of `tree` that holds NaN or inf.
+
+    **Arguments:**
+
+    - `tree`: any pytree; leaves that are not floating-point arrays are skipped.
+    - `name`: what the tree is, for the message (for instance `"params"`).
+    """
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if not _is_concrete(leaf):
+            continue
+        if not hasattr(leaf, "dtype") or not jnp.issubdtype(leaf.dtype, jnp.inexact):
+            continue
+        arr = np.asarray(leaf)
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            leaf_name = name + jax.tree_util.keystr(path)
+            first = tuple(int(i) for i in np.argwhere(bad)[0]) if arr.ndim else ()
+            raise ValueError(
+                f"{leaf_name} has {int(bad.sum())} non-finite value(s) of {arr.size}"
+                f" (first at index {first}: {arr[first]})"
+            )
+
+
+def check_vector_shape(x: Any, expected: tuple[int, ...], what: str) -> None:
+    """Raise `ValueError` if `x.shape != expected`, stating both shapes."""
+    shape = tuple(jnp.shape(x))
+    if shape != tuple(expected):
+        raise ValueError(f"{what} expects shape {tuple(expected)}, received shape {shape}")
+
+
+def check_batch_shape(x: Any, leading: int, what: str) -> None:
+    """Raise `ValueError` unless `x` is a matrix whose first axis has length `leading`."""
+    shape = tuple(jnp.shape(x))
+    if len(shape) != 2 or shape[0] != leading:
+        raise ValueError(
+            f"{what} expects a matrix of shape ({leading}, k), received shape {shape}"
+        )
+
+
+def check_rank(k: int, shape: tuple[int, int], what: str) -> None:
+    """Refuse a request for `k` singular or eigen pairs of an operator of `shape`."""
+    if not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"{what}: k must be a positive integer, received {k!r}")
+    if k > min(shape):
+        raise ValueError(
+            f"{what}: k={k} exceeds min(shape)={min(shape)} for an operator of shape {shape}"
+        )
