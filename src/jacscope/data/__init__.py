@@ -1,0 +1,7 @@
+"""Embedded datasets and batching: scikit-learn digits and MNIST-1D (generated offline)."""
+
+from jacscope.data._batches import make_batches as make_batches
+from jacscope.data._datasets import Dataset as Dataset
+from jacscope.data._datasets import load_dataset as load_dataset
+from jacscope.data._datasets import load_digits as load_digits
+from jacscope.data._datasets import load_mnist1d as load_mnist1d

@@ -1,0 +1,13 @@
+"""Jobs: the computations behind the command-line tools, returning JSON-ready results.
+
+A job takes a frozen config dataclass and an optional progress callback, computes,
+and returns a NamedTuple of plain Python values (`json.dumps(result._asdict())`
+works); it prints nothing and writes nothing. `jacscope.report` draws the results
+and `jacscope.cli` runs jobs from the command line.
+"""
+
+from jacscope.jobs.spectrum import PreparedJacobian as PreparedJacobian
+from jacscope.jobs.spectrum import SpectrumConfig as SpectrumConfig
+from jacscope.jobs.spectrum import SpectrumResult as SpectrumResult
+from jacscope.jobs.spectrum import prepare_jacobian as prepare_jacobian
+from jacscope.jobs.spectrum import run_spectrum as run_spectrum

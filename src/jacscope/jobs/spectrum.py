@@ -1,0 +1,343 @@
+"""Spectrum of a trained network's Jacobian, with respect to its parameters or inputs.
+
+The job trains the default MLP briefly, takes the Jacobian J of its logits on a batch
+of test examples, as a matrix-free `jacscope.JacobianOperator`, and measures it with
+`jacscope.linalg`: the top-k singular values with their residuals, and ||J||_F^2
+estimated twice, as the trace of the Gram matrix J J^T and by `frobenius_sq`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+from jacscope import linalg
+from jacscope._validation import check_rank
+from jacscope.data import load_dataset, make_batches
+from jacscope.models import accuracy, classification_loss, init_mlp, mlp_apply
+from jacscope.operators import JacobianOperator, jacobian_operator
+from jacscope.training import TrainingRun
+
+STAGES = ("data", "train", "operator", "svd", "trace", "frobenius")
+"""The stages of `run_spectrum`, in order, as passed to its progress callback."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SpectrumConfig:
+    """What `run_spectrum` computes.
+
+    **Fields:**
+
+    - `dataset`: `"digits"` or `"mnist1d"`; `labels` (`"real"`/`"shuffled"`) and
+      `inputs` (`"real"`/`"noise"`) select the controls of `jacscope.data.load_dataset`.
+    - `wrt`: `"params"` (J is (B c) x P) or `"inputs"` (J is (B c) x (B d)), for B
+      examples, c classes, P parameters and d input features.
+    - `k`: number of singular values, `1 <= k <= min(shape of J)`.
+    - `hidden`: hidden widths of the MLP; input and output widths come from the data
+      (digits: 64 -> 64 -> 10, the network of arXiv 2412.07003).
+    - `epochs`, `batch_size`, `learning_rate`: plain SGD on the training split,
+      fixed batch order (`jacscope.data.make_batches`).
+    - `num_examples`: B, the first B test examples form the batch J is taken on.
+    - `method`: `jacscope.linalg.svd_topk` method, `"lanczos"` or `"randomized"`.
+    - `depth`: Lanczos depth; default `min(min(shape), 6 k + 20)`, deeper than
+      `svd_topk`'s own default because the input Jacobian's spectrum is tightly
+      clustered (it pools B per-example spectra of c values each).
+    - `trace_method`, `num_matvecs`: estimator and budget of products for the trace of
+      J J^T, and the number of probes of `frobenius_sq`.
+    - `seed`: seeds initialisation, data controls and every randomized estimator.
+    """
+
+    dataset: Literal["digits", "mnist1d"] = "digits"
+    wrt: Literal["params", "inputs"] = "params"
+    k: int = 32
+    hidden: tuple[int, ...] = (64,)
+    epochs: int = 5
+    batch_size: int = 64
+    learning_rate: float = 0.3
+    num_examples: int = 64
+    method: Literal["lanczos", "randomized"] = "lanczos"
+    depth: int | None = None
+    trace_method: Literal["hutchinson", "hutchpp", "xtrace"] = "xtrace"
+    num_matvecs: int = 100
+    labels: Literal["real", "shuffled"] = "real"
+    inputs: Literal["real", "noise"] = "real"
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (tuples become lists)."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SpectrumConfig:
+        """Inverse of `to_dict`."""
+        values = dict(values)
+        values["hidden"] = tuple(values.get("hidden", cls.hidden))
+        return cls(**values)
+
+
+class SpectrumResult(NamedTuple):
+    """What `run_spectrum` returns; every field is a plain JSON value.
+
+    **Fields:**
+
+    - `config`: `SpectrumConfig.to_dict()`.
+    - `shape`: `[m, n]` of J.
+    - `singular_values`: the top-k, descending.
+    - `residuals`: `||J v_i - s_i u_i||` for each, from k explicit products; a
+      singular value of J lies within `residuals[i] / sqrt(2)` of `singular_values[i]`
+      (see `jacscope.linalg.svd_topk`).
+    - `svd_matvecs`: products with J or J^T the SVD and its residuals spent.
+    - `gram_trace`: tr(J J^T) as `{"value", "stderr", "num_matvecs"}`, the trace
+      estimator on the Gram operator J J^T; `num_matvecs` counts products with
+      J J^T, each one JVP and one VJP.
+    - `frobenius_sq`: ||J||_F^2 from `jacscope.linalg.frobenius_sq` (Hutchinson on
+      J^T J, one JVP per probe); the same quantity as `gram_trace`, estimated
+      independently.
+    - `frobenius`: ||J||_F = sqrt(frobenius_sq), stderr by the delta method.
+    - `top_k_energy`: sum_i s_i^2 / ||J||_F^2 (with `frobenius_sq`), the share of
+      the squared Frobenius norm in the top k directions.
+    - `training`: `num_steps`, first and last training loss, test accuracy before and
+      after training, `num_params`.
+    - `timings`: seconds per stage (see `STAGES`) and `total`.
+    - `dtype`: the floating-point type of the computation.
+    """
+
+    config: dict
+    shape: list
+    singular_values: list
+    residuals: list
+    svd_matvecs: int
+    gram_trace: dict
+    frobenius_sq: dict
+    frobenius: dict
+    top_k_energy: float
+    training: dict
+    timings: dict
+    dtype: str
+
+
+def _estimate_dict(estimate: linalg.Estimate) -> dict[str, Any]:
+    return {
+        "value": float(estimate.value),
+        "stderr": float(estimate.stderr),
+        "num_matvecs": int(estimate.num_matvecs),
+    }
+
+
+def _jacobian_shape(config: SpectrumConfig, num_features: int, num_classes: int) -> tuple:
+    sizes = (num_features, *config.hidden, num_classes)
+    num_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    columns = num_params if config.wrt == "params" else config.num_examples * num_features
+    return (config.num_examples * num_classes, columns), sizes
+
+
+def _check_config(config: SpectrumConfig) -> None:
+    for name, allowed in (
+        ("wrt", ("params", "inputs")),
+        ("method", ("lanczos", "randomized")),
+        ("trace_method", ("hutchinson", "hutchpp", "xtrace")),
+    ):
+        if getattr(config, name) not in allowed:
+            raise ValueError(
+                f"{name} must be one of {', '.join(allowed)}; received {getattr(config, name)!r}"
+            )
+    for name in ("epochs", "batch_size", "num_examples", "num_matvecs"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, received {value!r}")
+    if not config.hidden or min(config.hidden) < 1:
+        raise ValueError(f"hidden must list at least one positive width, received {config.hidden}")
+
+
+class PreparedJacobian(NamedTuple):
+    """The trained network and its Jacobian operator, before any measurement.
+
+    **Fields:** `op` (the `jacscope.JacobianOperator` J), `params` (trained
+    parameters), `x` (the `(B, d)` batch J is taken on), `training` (the `training`
+    dict of `SpectrumResult`).
+    """
+
+    op: JacobianOperator
+    params: Any
+    x: jax.Array
+    training: dict
+
+
+def prepare_jacobian(
+    config: SpectrumConfig, stage: Callable[[str], None] | None = None
+) -> PreparedJacobian:
+    """Load the data, train the MLP and linearise it: the first stages of `run_spectrum`.
+
+    Deterministic in `config` (and the floating-point precision): calling it again
+    rebuilds the same operator, which is how the Jacobian behind a stored result can
+    be recomputed and checked. `stage(name)` is called as `"train"` and
+    `"operator"` begin.
+
+    **Raises:** `ValueError` for an unknown dataset or option, too many examples, or
+    a `k` larger than the smaller side of J (naming `k` and the shape), before any
+    training.
+    """
+    _check_config(config)
+    stage = stage if stage is not None else (lambda name: None)
+    data = load_dataset(
+        config.dataset, labels=config.labels, inputs=config.inputs, seed=config.seed
+    )
+    shape, sizes = _jacobian_shape(config, data.x_train.shape[1], data.num_classes)
+    if config.num_examples > data.x_test.shape[0]:
+        raise ValueError(
+            f"num_examples={config.num_examples} exceeds the {data.x_test.shape[0]} test "
+            f"examples of {data.name}"
+        )
+    check_rank(config.k, shape, f"spectrum of the Jacobian with respect to {config.wrt}")
+    dtype = jnp.result_type(float)
+    x_batch = jnp.asarray(data.x_test[: config.num_examples], dtype)
+    batches = make_batches(
+        data.x_train.astype(dtype), data.y_train, config.batch_size, config.epochs
+    )
+
+    stage("train")
+    params0 = init_mlp(_keys(config).init, sizes, dtype=dtype)
+    run = TrainingRun(
+        params0, classification_loss(mlp_apply), optax.sgd(config.learning_rate), batches
+    )
+    params, losses = _train(run)
+    losses = np.asarray(losses)
+    if not np.all(np.isfinite(losses)):
+        step = int(np.argmin(np.isfinite(losses)))
+        raise FloatingPointError(
+            f"training diverged: the loss is {losses[step]} at step {step}; "
+            f"lower learning_rate (now {config.learning_rate})"
+        )
+    x_test, y_test = jnp.asarray(data.x_test, dtype), jnp.asarray(data.y_test)
+    training = {
+        "num_steps": run.num_steps,
+        "num_params": int(ravel_pytree(params0)[0].size),
+        "loss_first": float(losses[0]),
+        "loss_last": float(losses[-1]),
+        "test_accuracy_init": float(accuracy(mlp_apply(params0, x_test), y_test)),
+        "test_accuracy": float(accuracy(mlp_apply(params, x_test), y_test)),
+    }
+
+    stage("operator")
+    op = jacobian_operator(mlp_apply, params, x_batch, wrt=0 if config.wrt == "params" else 1)
+    if op.shape != shape:
+        raise AssertionError(f"Jacobian shape {op.shape} differs from the expected {shape}")
+    return PreparedJacobian(op=op, params=params, x=x_batch, training=training)
+
+
+class _Keys(NamedTuple):
+    init: jax.Array
+    svd: jax.Array
+    trace: jax.Array
+    frobenius: jax.Array
+
+
+def _keys(config: SpectrumConfig) -> _Keys:
+    return _Keys(*jax.random.split(jax.random.key(config.seed), 4))
+
+
+def run_spectrum(
+    config: SpectrumConfig, progress: Callable[[str, int, int], None] | None = None
+) -> SpectrumResult:
+    r"""Train the MLP briefly and measure the spectrum of its Jacobian on a test batch.
+
+    Let f(theta, X) in R^{B x c} be the logits of the MLP on the first B test examples
+    X in R^{B x d}, after `epochs` of SGD from `init_mlp(key, sizes)`. The job forms,
+    without materialising it, J = d vec f / d theta (shape (B c) x P, `wrt="params"`)
+    or J = d vec f / d vec X (shape (B c) x (B d), `wrt="inputs"`), and returns its k
+    largest singular values (`jacscope.linalg.svd_topk`) with residuals, and its
+    squared Frobenius norm ||J||_F^2 = tr(J J^T) = tr(J^T J) = sum_i sigma_i^2.
+
+    A non-square J has no trace; the trace reported is that of the Gram matrix
+    J J^T (the (B c) x (B c) side, each product one JVP and one VJP). For
+    `wrt="inputs"` J is block diagonal, one c x d block J_b = d f(x_b) / d x_b per
+    example, so its singular values are those of all the per-example input Jacobians
+    pooled, and ||J||_F^2 = sum_b ||J_b||_F^2 (divide by B for the mean per example).
+    For `wrt="params"` J J^T is the empirical neural tangent kernel of the batch
+    (per class pair), and the singular values of J are the square roots of its
+    eigenvalues. Cf. Belrose & Scherlis, arXiv 2412.07003, for this network and data.
+
+    **Arguments:**
+
+    - `config`: a `SpectrumConfig`.
+    - `progress`: called as `progress(stage, index, total)` when each stage of
+      `STAGES` begins (`index` from 0), and once more with `("done", total, total)`.
+
+    **Returns:** a `SpectrumResult`.
+
+    **Raises:** as `prepare_jacobian`; `FloatingPointError` if training diverges.
+    """
+    report = progress if progress is not None else (lambda stage, index, total: None)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    current = [None, start]  # the running stage and when it began
+
+    def stage(name: str) -> None:
+        now = time.perf_counter()
+        if current[0] is not None:
+            timings[current[0]] = now - current[1]
+        current[:] = [name, now]
+        report(name, STAGES.index(name) if name in STAGES else len(STAGES), len(STAGES))
+
+    stage("data")
+    op, _, _, training = prepare_jacobian(config, stage)
+    keys = _keys(config)
+
+    stage("svd")
+    if config.method == "lanczos":
+        depth = min(min(op.shape), 6 * config.k + 20) if config.depth is None else config.depth
+        options = {"depth": depth}
+    else:
+        options = {}
+    u, s, vt, info = linalg.svd_topk(op, config.k, key=keys.svd, method=config.method, **options)
+    # Residuals from k explicit products (not the Lanczos recurrence, which can
+    # underflow below the rounding error of the products themselves).
+    residuals = np.asarray(jnp.linalg.norm(op.mm(vt.T) - u * s, axis=0))
+    s = np.asarray(s)
+
+    stage("trace")
+    gram_trace = linalg.trace(
+        op @ op.T, key=keys.trace, method=config.trace_method, num_matvecs=config.num_matvecs
+    )
+    gram_trace = jax.block_until_ready(gram_trace)
+
+    stage("frobenius")
+    frob_sq = linalg.frobenius_sq(op, key=keys.frobenius, num_matvecs=config.num_matvecs)
+    frob_sq = _estimate_dict(jax.block_until_ready(frob_sq))
+    frob = math.sqrt(max(frob_sq["value"], 0.0))
+    frob_stderr = frob_sq["stderr"] / (2 * frob) if frob > 0 else 0.0
+
+    stage("done")
+    timings["total"] = current[1] - start
+    return SpectrumResult(
+        config=config.to_dict(),
+        shape=list(op.shape),
+        singular_values=[float(v) for v in s],
+        residuals=[float(r) for r in residuals],
+        svd_matvecs=int(info.num_matvecs) + config.k,
+        gram_trace=_estimate_dict(gram_trace),
+        frobenius_sq=frob_sq,
+        frobenius={"value": frob, "stderr": frob_stderr, "num_matvecs": frob_sq["num_matvecs"]},
+        top_k_energy=float(np.sum(s**2) / frob_sq["value"]) if frob > 0 else 0.0,
+        training=training,
+        timings=timings,
+        dtype=jnp.dtype(op.dtype).name,
+    )
+
+
+@eqx.filter_jit
+def _train(run: TrainingRun) -> tuple[Any, jax.Array]:
+    return run.train()

@@ -1,0 +1,47 @@
+"""log det of a symmetric positive definite operator: exact when small, SLQ when large."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jacscope.linalg._checks import check_square
+from jacscope.linalg._estimate import Estimate, mean_estimate
+from jacscope.linalg._slq import lanczos_quadrature
+from jacscope.operators import AbstractLinearOperator
+
+
+def logdet(
+    op: AbstractLinearOperator,
+    *,
+    key: jax.Array,
+    dense_threshold: int = 2048,
+    num_probes: int = 30,
+    depth: int = 40,
+) -> Estimate:
+    r"""`log det A` for a symmetric positive definite operator `A` (n x n).
+
+    - `n <= dense_threshold`: exact. `A` is materialised (`n` products) and
+      `slogdet` taken; `stderr = 0`. If the determinant is not positive (`A` is not
+      positive definite) the value is NaN.
+    - otherwise: stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017) of
+      `tr log A = sum_i log lambda_i` with `num_probes` Rademacher probes and `depth`
+      Lanczos steps each (`num_probes * depth` products). `stderr` is the standard
+      error across probes, `std(t_l, ddof=1) / sqrt(num_probes)`; the quadrature
+      error comes on top and decays geometrically in `depth` at a rate set by the
+      condition number. Ritz values outside `(0, inf)` (an operator that is not
+      positive definite) make the value NaN.
+
+    `key` is used by the SLQ path only. Works under `jax.jit`.
+    """
+    check_square(op, "logdet")
+    n = op.shape[0]
+    if n <= dense_threshold:
+        sign, logabsdet = jnp.linalg.slogdet(op.materialize())
+        value = jnp.where(sign > 0, logabsdet, jnp.nan)
+        return Estimate(value, jnp.zeros_like(value), n)
+    quad = lanczos_quadrature(
+        op, key=key, kind="eigen", num_probes=num_probes, depth=min(depth, n), what="logdet"
+    )
+    logs = jnp.where(quad.weights > 0, quad.weights * jnp.log(quad.nodes), 0)
+    return mean_estimate(jnp.sum(logs, axis=1), quad.num_matvecs)

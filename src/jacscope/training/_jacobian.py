@@ -1,0 +1,303 @@
+"""The exact training Jacobian d theta_T / d theta_0, chunked, sharded and resumable."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as Spec
+
+from jacscope._validation import check_finite
+from jacscope.training._propagate import TangentPropagation
+from jacscope.training._run import TrainingRun
+from jacscope.training._store import ChunkStore, hash_json, hash_tree, read_manifest
+
+DEFAULT_CHUNK_SIZE = 256
+"""Columns per chunk when neither `chunk_size` nor `max_bytes` says otherwise: wide
+enough that the tangent products run as wide GEMMs, small enough to stay in cache."""
+
+DEFAULT_MAX_BYTES = 4 * 2**30
+"""Working-memory budget per device when `max_bytes` is not given."""
+
+_AXIS = "chunks"
+
+
+def training_jacobian(
+    run: TrainingRun,
+    *,
+    chunk_size: int | None = None,
+    max_bytes: int | None = None,
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+    config: dict | None = None,
+    progress: Callable[[int, int, float, float], None] | None = None,
+    devices: Sequence[jax.Device] | None = None,
+) -> np.ndarray:
+    r"""The exact Jacobian J = d theta_T / d theta_0 of a whole training run.
+
+    With z_t = (theta_t, s_t) the parameters and optimiser state after t steps and
+    z_{t+1} = F_t(z_t) one step on batch t,
+
+        J = [I 0] . A_{T-1} \cdots A_1 A_0 . [I ; d s_0/d theta_0],
+        A_t = d F_t / d z_t,
+
+    so the optimiser state (momentum, Adam moments) is differentiated through, as in
+    Belrose & Scherlis. J is computed in forward mode, columns at a time: a chunk of K
+    columns of the identity is pushed through all T steps in one compiled scan. The
+    linearisation of each step is compiled once into a program that applies A_t to
+    K tangents as wide matrix products, and its tangent-independent part is computed
+    in one pass over the run and stored (or recomputed per chunk when it would not fit
+    `max_bytes`). Chunks are spread over `devices` with `jax.shard_map` (one chunk per
+    device at a time), across processes too after `jax.distributed.initialize`.
+
+    **Arguments:**
+
+    - `run`: the `TrainingRun` (any optax optimiser or custom step).
+    - `chunk_size`: columns per chunk K (default `DEFAULT_CHUNK_SIZE`, lowered to fit
+      `max_bytes`). The result is bitwise reproducible for a fixed K.
+    - `max_bytes`: working-memory budget per device in bytes: the stored
+      linearisation (T x its per-step size) plus one chunk of tangents. The Jacobian
+      itself is not counted: with `out` it lives on disk.
+    - `out`: a folder. Every finished chunk is written to `out/jacobian.npy` (a
+      column-major `.npy`, memory-mapped) and listed in `out/manifest.json`, with
+      hashes of `params0`, the batches, `config` and the chunk layout. A later call
+      with the same arguments resumes after the last finished chunk and gives a
+      bitwise identical J. In a multi-process run the folder must be shared.
+    - `force`: with `out`, discard a folder written for a different configuration
+      (otherwise that raises `ValueError`).
+    - `config`: a JSON-able dict describing what built the run (optimiser, learning
+      rate, model, seed, ...), hashed into the manifest: the step function itself
+      cannot be hashed, so this is what tells two runs apart.
+    - `progress`: `progress(done_columns, total_columns, elapsed_s, flops_done)`,
+      called once before the first chunk (`done_columns` counts chunks finished
+      earlier in `out`) and after each round of chunks. `flops_done` counts the
+      floating-point operations of this call, from XLA's cost analysis of the
+      compiled step, so `flops_done / elapsed_s` is the achieved FLOP/s.
+    - `devices`: the devices to shard chunks over (default: `jax.devices()`, every
+      device of every process).
+
+    **Returns:** J as a (P, P) NumPy array, rows and columns in
+    `jax.flatten_util.ravel_pytree(run.params0)` order; with `out`, a read-only
+    memory map of `out/jacobian.npy`.
+
+    **Raises:** `ValueError` naming the leaf if `params0` holds NaN or inf, or if `out`
+    holds a different computation; `FloatingPointError` naming the first step whose
+    loss is not finite (chunks already in `out` are kept).
+
+    !!! cite "Reference"
+        N. Belrose and A. Scherlis, *Understanding Gradient Descent through the
+        Training Jacobian*, arXiv:2412.07003 (2024).
+    """
+    if not isinstance(run, TrainingRun):
+        raise TypeError(f"training_jacobian needs a TrainingRun, received {type(run).__name__}")
+    for name, value in (("chunk_size", chunk_size), ("max_bytes", max_bytes)):
+        if value is not None and (not isinstance(value, int | np.integer) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, received {value!r}")
+    check_finite(run.params0, "params0")
+    config_hash = hash_json(config, "config")
+    prop = TangentPropagation(run)
+    num_params, num_steps = prop.num_params, prop.num_steps
+
+    stored = None
+    if out is not None and not force:
+        stored = read_manifest(os.fspath(out))
+    if stored is not None and chunk_size is None and max_bytes is None:
+        chunk_size, mode = int(stored.get("chunk_size", 0)) or None, stored.get("mode")
+        chunk_size, mode = _plan(prop, chunk_size, None, mode)
+    else:
+        chunk_size, mode = _plan(prop, chunk_size, max_bytes, None)
+    k = chunk_size
+    chunks = [(s, min(s + k, num_params)) for s in range(0, num_params, k)]
+    flops_per_chunk = num_steps * prop.step_flops(k)
+
+    devices = list(jax.devices() if devices is None else devices)
+    mesh = Mesh(np.asarray(devices, dtype=object), (_AXIS,))
+    replicated = NamedSharding(mesh, Spec())
+    multiprocess = jax.process_count() > 1
+    writer = jax.process_index() == 0
+
+    store = None
+    if out is not None:
+        layout = {
+            "num_params": num_params, "num_steps": num_steps, "dtype": prop.dtype.name,
+            "chunk_size": k, "mode": mode, "chunks": chunks,
+        }
+        store = ChunkStore(
+            os.fspath(out),
+            shape=(num_params, num_params),
+            dtype=prop.dtype,
+            chunks=chunks,
+            fingerprint={
+                "params0": hash_tree(run.params0),
+                "batches": hash_tree(run.batches),
+                "config": config_hash,
+                "layout": hash_json(layout, "layout"),
+            },
+            info={
+                "num_steps": num_steps, "chunk_size": k, "mode": mode,
+                "flops_per_chunk": flops_per_chunk, "config": config,
+            },
+            force=force,
+            create=writer,
+        )
+        store.check()
+        _barrier("jacscope-check", multiprocess)
+        if writer:
+            store.open()
+        _barrier("jacscope-open", multiprocess)
+        if not writer:
+            store.open()
+        finished = set(store.finished)
+        result = None
+    else:
+        finished = set()
+        result = np.zeros((num_params, num_params), prop.dtype, order="F")
+
+    params0 = _replicate(run.params0, replicated)
+    batches = _replicate(run.batches, replicated)
+    if mode == "stored":
+        losses, data = jax.jit(prop.residuals, out_shardings=replicated)(params0, batches)
+        _check_losses(losses)
+
+        def chunk_fn(start, p0, prepared):
+            return prop.propagate_stored(start[0], p0, prepared, k=k)
+
+        out_specs = Spec(None, _AXIS)
+    else:
+        data = batches
+
+        def chunk_fn(start, p0, b):
+            columns, chunk_losses = prop.propagate_recompute(start[0], p0, b, k=k)
+            return columns, chunk_losses[None]
+
+        out_specs = (Spec(None, _AXIS), Spec(_AXIS))
+    sharded = jax.jit(
+        jax.shard_map(
+            chunk_fn,
+            mesh=mesh,
+            in_specs=(Spec(_AXIS), Spec(), Spec()),
+            out_specs=out_specs,
+            check_vma=False,
+        )
+    )
+
+    def columns_of(ids):
+        return sum(chunks[c][1] - chunks[c][0] for c in ids)
+
+    done = columns_of(finished)
+    remaining = [c for c in range(len(chunks)) if c not in finished]
+    start_time = time.perf_counter()
+    flops = 0.0
+    if progress is not None:
+        progress(done, num_params, 0.0, 0.0)
+    width = len(devices)
+    start_sharding = NamedSharding(mesh, Spec(_AXIS))
+    for first in range(0, len(remaining), width):
+        ids = remaining[first : first + width]
+        starts = np.asarray(
+            [chunks[c][0] for c in ids] + [num_params] * (width - len(ids)), np.int32
+        )
+        starts = jax.make_array_from_callback((width,), start_sharding, lambda i: starts[i])
+        outputs = sharded(starts, params0, data)
+        if mode == "stored":
+            block = outputs
+        else:
+            block, chunk_losses = outputs
+            _check_losses(chunk_losses.addressable_data(0)[0])
+        local = {}
+        for shard in block.addressable_shards:
+            position = (shard.index[1].start or 0) // k
+            if position < len(ids):
+                local[ids[position]] = np.asarray(shard.data)
+        if store is not None:
+            for c, columns in local.items():
+                store.write(c, columns)
+            store.flush()
+            _barrier(f"jacscope-round-{first}", multiprocess)
+            if writer:
+                store.commit(ids)
+        elif multiprocess:
+            gathered = np.asarray(multihost_utils.process_allgather(block, tiled=True))
+            for position, c in enumerate(ids):
+                a, b = chunks[c]
+                result[:, a:b] = gathered[:, position * k : position * k + b - a]
+        else:
+            for c, columns in local.items():
+                a, b = chunks[c]
+                result[:, a:b] = columns[:, : b - a]
+        done += columns_of(ids)
+        flops += flops_per_chunk * len(ids)
+        if progress is not None:
+            progress(done, num_params, time.perf_counter() - start_time, flops)
+    if store is not None:
+        _barrier("jacscope-done", multiprocess)
+        return store.result()
+    return result
+
+
+def _plan(
+    prop: TangentPropagation, chunk_size: int | None, max_bytes: int | None, mode: str | None
+) -> tuple[int, str]:
+    """Chunk size K and whether the linearisation is stored or recomputed."""
+    itemsize = np.dtype(prop.dtype).itemsize
+    stored_bytes = prop.num_steps * sum(
+        s.size * np.dtype(s.dtype).itemsize for s in prop.prepared_shapes()
+    )
+    per_column = itemsize * (
+        prop.program.buffer_elements() + 3 * prop.carry_elements() + prop.num_params
+    )
+    budget = DEFAULT_MAX_BYTES if max_bytes is None else int(max_bytes)
+    if mode not in ("stored", "recompute"):
+        mode = "stored" if stored_bytes <= budget // 2 else "recompute"
+    available = budget - (stored_bytes if mode == "stored" else 0)
+    fit = max(available // per_column, 0)
+    k = min(DEFAULT_CHUNK_SIZE if chunk_size is None else int(chunk_size), prop.num_params)
+    if max_bytes is not None and k > fit:
+        if fit < 1:
+            raise ValueError(
+                f"max_bytes={max_bytes:,} is too small: storing the linearisation takes "
+                f"{stored_bytes if mode == 'stored' else 0:,} bytes and one tangent column "
+                f"{per_column:,} bytes"
+            )
+        if chunk_size is not None:
+            raise ValueError(
+                f"chunk_size={chunk_size} needs about {k * per_column:,} bytes per chunk, "
+                f"over max_bytes={max_bytes:,} (at most {fit} columns fit)"
+            )
+        k = int(fit)
+    elif max_bytes is None and chunk_size is None:
+        k = max(1, min(k, int(fit)))
+    return k, mode
+
+
+def _replicate(tree: Any, sharding: NamedSharding) -> Any:
+    """Every leaf on every device of the mesh (each process holds the same values)."""
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree
+    )
+
+
+def _check_losses(losses: Any) -> None:
+    """`FloatingPointError` naming the first step whose loss is NaN or infinite."""
+    if isinstance(losses, jax.Array) and not losses.is_fully_addressable:
+        losses = losses.addressable_data(0)
+    values = np.asarray(losses)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        step = int(bad[0])
+        raise FloatingPointError(
+            f"the training loss is {values[step]} at step {step} (0-based; {bad.size} of "
+            f"{values.size} steps have a non-finite loss), so the Jacobian of this run is "
+            "not defined; finished chunks in the output folder are kept"
+        )
+
+
+def _barrier(name: str, multiprocess: bool) -> None:
+    if multiprocess:
+        multihost_utils.sync_global_devices(name)

@@ -1,0 +1,111 @@
+"""`jacscope train-jacobian` and `jacscope report` end to end on a tiny run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jacscope.cli import main
+from jacscope.jobs.train_jacobian import DEFAULT_ANALYSES
+
+TINY = ["--hidden", "8", "--epochs", "1", "--train-size", "256", "--batch-size", "32"]
+
+
+def _mtimes(folder):
+    return {p.name: p.stat().st_mtime_ns for p in sorted((folder / "analyses").iterdir())}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train-jacobian", *TINY, "--out", str(out)]) == 0
+    return out
+
+
+def test_writes_every_file(finished):
+    for name in ("jacobian.npy", "spectrum.npz", "report.json", "report.html"):
+        assert (finished / name).is_file(), name
+    report = json.loads((finished / "report.json").read_text())
+    assert report["num_params"] == 64 * 8 + 8 + 8 * 10 + 10
+    assert report["num_steps"] == 256 // 32
+    assert list(report["analyses"]) == list(DEFAULT_ANALYSES)
+    assert report["config"]["hidden"] == 8 and report["config"]["train_size"] == 256
+    regions = report["regions"]
+    for chaotic, bulk, stable in zip(
+        regions["chaotic"], regions["bulk"], regions["stable"], strict=True
+    ):
+        assert chaotic + bulk + stable == report["num_params"]
+    assert report["svd"]["dtype"] == "float32" and report["svd"]["seconds"] > 0
+    assert report["peak_memory_mib"] > 0 and report["timings"]["total"] > 0
+    assert 0 <= report["training"]["test_accuracy"] <= 1
+    # The saved spectrum is that of the saved Jacobian.
+    J = np.load(finished / "jacobian.npy")
+    assert J.shape == (report["num_params"],) * 2
+    with np.load(finished / "spectrum.npz") as spectrum:
+        assert set(spectrum.files) == {"S"}
+        S = spectrum["S"]
+    np.testing.assert_allclose(S, np.linalg.svd(J.astype(np.float64), compute_uv=False), rtol=1e-4, atol=1e-5)
+    assert regions["bulk"][0] == np.count_nonzero(np.abs(S - 1) <= 1e-3)
+    # One embedded figure for the spectrum and for each further analysis.
+    html = (finished / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(DEFAULT_ANALYSES)
+    assert "<table>" in html
+
+
+def test_second_run_resumes_without_recomputing(finished):
+    before = _mtimes(finished)
+    jacobian_mtime = (finished / "jacobian.npy").stat().st_mtime_ns
+    assert main(["train-jacobian", *TINY, "--out", str(finished)]) == 0
+    report = json.loads((finished / "report.json").read_text())
+    assert set(report["resumed"]) == {"jacobian", *DEFAULT_ANALYSES}
+    assert _mtimes(finished) == before
+    assert (finished / "jacobian.npy").stat().st_mtime_ns == jacobian_mtime
+
+
+def test_interrupted_analysis_is_redone_alone(finished):
+    (finished / "report.json").unlink()
+    (finished / "analyses" / "alignment.json").unlink()
+    before = _mtimes(finished)
+    assert main(["train-jacobian", *TINY, "--out", str(finished)]) == 0
+    report = json.loads((finished / "report.json").read_text())
+    assert "alignment" not in report["resumed"]
+    assert set(report["resumed"]) == {"jacobian", *DEFAULT_ANALYSES} - {"alignment"}
+    after = _mtimes(finished)
+    assert "alignment.json" in after
+    assert {k: v for k, v in after.items() if not k.startswith("alignment")} == {
+        k: v for k, v in before.items() if not k.startswith("alignment")
+    }
+
+
+def test_report_rerenders_from_saved_results(finished):
+    (finished / "report.html").unlink()
+    report_json = (finished / "report.json").read_text()
+    assert main(["report", str(finished)]) == 0
+    html = (finished / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(DEFAULT_ANALYSES)
+    assert (finished / "report.json").read_text() == report_json
+
+
+def test_report_refuses_an_unfinished_folder(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "report.json" in capsys.readouterr().err
+
+
+def test_other_config_refused_without_force_then_forced(finished, capsys):
+    report_json = (finished / "report.json").read_text()
+    other = ["--hidden", "6", *TINY[2:]]
+    assert main(["train-jacobian", *other, "--out", str(finished)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (finished / "report.json").read_text() == report_json
+    args = ["train-jacobian", *other, "--analyses", "spectrum", "--force", "--out", str(finished)]
+    assert main(args) == 0
+    report = json.loads((finished / "report.json").read_text())
+    assert report["config"]["hidden"] == 6 and report["resumed"] == []
+    assert list(report["analyses"]) == ["spectrum"]
+    assert sorted(p.name for p in (finished / "analyses").iterdir()) == ["spectrum.json"]
+
+
+def test_unknown_analysis_is_refused(tmp_path, capsys):
+    args = ["train-jacobian", *TINY, "--analyses", "spectrum,nope", "--out", str(tmp_path)]
+    assert main(args) == 2
+    assert "nope" in capsys.readouterr().err

@@ -1,0 +1,176 @@
+"""jacscope.parallel applications: MADE sampling, greedy and speculative Jacobi decoding."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from jacscope.parallel import (
+    MADE,
+    CausalTransformer,
+    consistency_loss,
+    jacobi_decode,
+    solve_autoregressive,
+    speculative_jacobi_sample,
+)
+
+AR_METHODS = ("jacobi", "block_gauss_seidel", "jacobi_window")
+
+
+def test_made_is_autoregressive(key):
+    made = MADE(12, 30, key=key)
+    x = jax.random.bernoulli(key, 0.5, (12,)).astype(jnp.float64)
+    jac = np.asarray(jax.jit(jax.jacfwd(lambda x: made.logits(x)))(x))
+    np.testing.assert_array_equal(np.triu(jac), 0.0)
+    assert np.all(np.abs(np.diag(jac, k=-1)) > 0)
+
+
+def test_made_jacobi_sample_equals_sequential_sample_bitwise(key):
+    k_model, k_noise = jax.random.split(key)
+    made = MADE(64, 128, key=k_model)
+    made = jax.tree.map(lambda a: 3.0 * a, made)  # sharper conditionals, more iterations
+    noise = jax.random.uniform(k_noise, (32, 64))
+    guess = jnp.zeros(64, jnp.int32)
+
+    @jax.jit
+    def sample(u):
+        return {
+            m: solve_autoregressive(made.sampling_map, guess, u, method=m, block_size=8, window=16)
+            for m in ("sequential", *AR_METHODS)
+        }
+
+    samples = jax.vmap(sample)(noise)
+    reference = samples.pop("sequential")
+    # the obvious ancestral sampler for one draw
+    x, logits = np.zeros(64, np.int32), jax.jit(lambda x: made.logits(x))
+    for d in range(64):
+        x[d] = int(noise[0, d] < jax.nn.sigmoid(logits(jnp.asarray(x))[d]))
+    np.testing.assert_array_equal(reference.states[0], x)
+    assert np.all(np.asarray(reference.iterations) == 64)
+    for method, sol in samples.items():
+        np.testing.assert_array_equal(sol.states, reference.states)
+        assert sol.states.dtype == jnp.int32
+        cap = 8 if method == "block_gauss_seidel" else 64
+        assert np.all(np.asarray(sol.converged)), method
+        assert np.all((1 <= sol.iterations) & (sol.iterations <= cap)), method
+    assert 1 < float(jnp.mean(samples["jacobi"].iterations)) < 64
+
+
+def _toy_transformer(key, vocab=11):
+    return CausalTransformer(vocab, 32, width=32, depth=2, heads=4, key=key)
+
+
+def test_transformer_is_causal(key):
+    module = _toy_transformer(key)
+    model = jax.jit(lambda t: module(t))
+    tokens = jax.random.randint(key, (20,), 0, 11)
+    changed = tokens.at[12:].set((tokens[12:] + 1) % 11)
+    np.testing.assert_allclose(model(tokens)[:12], model(changed)[:12], atol=1e-12)
+    assert not np.allclose(model(tokens)[12:], model(changed)[12:])
+
+
+def _greedy_reference(logits_fn, prompt, num_tokens):
+    """The obvious greedy loop: one forward pass per token."""
+    fn = jax.jit(lambda tokens: logits_fn(tokens))
+    buffer = np.concatenate([np.asarray(prompt), np.zeros(num_tokens, np.int32)])
+    for t in range(len(prompt), len(buffer)):
+        buffer[t] = int(jnp.argmax(fn(jnp.asarray(buffer))[t - 1]))
+    return buffer[len(prompt) :]
+
+
+def _bigram(key, vocab=7):
+    """A bigram model with an absorbing token: Jacobi decoding can stop early."""
+    table = jax.random.normal(key, (vocab, vocab))
+    table = table.at[0, 0].set(10.0).at[3, 0].set(10.0)
+    return lambda tokens: table[tokens]
+
+
+@pytest.mark.parametrize("model", ["transformer", "bigram"])
+def test_greedy_jacobi_decoding_equals_greedy_decoding(model, key):
+    logits_fn = _toy_transformer(key) if model == "transformer" else _bigram(key)
+    prompt = jnp.array([1, 2, 3, 4], jnp.int32)
+    expected = _greedy_reference(logits_fn, prompt, 16)
+    run = jax.jit(
+        lambda prompt: {
+            m: jacobi_decode(logits_fn, prompt, 16, block_size=8, method=m, window=4)
+            for m in ("sequential", *AR_METHODS)
+        }
+    )
+    results = run(prompt)
+    for method, res in results.items():
+        np.testing.assert_array_equal(res.tokens, expected)
+        assert np.all(np.asarray(res.converged)) and np.all(res.iterations <= 8), method
+    assert int(results["sequential"].forward_passes) == 16
+    if model == "bigram":
+        assert int(results["jacobi"].forward_passes) < 16
+
+
+def _table_model(key, vocab=3):
+    """A causal model over 3 tokens of a 3-letter alphabet, given by logit tables."""
+    k0, k1, k2 = jax.random.split(key, 3)
+    tables = (
+        jax.random.normal(k0, (vocab,)),
+        jax.random.normal(k1, (vocab, vocab)),
+        jax.random.normal(k2, (vocab, vocab, vocab)),
+    )
+
+    def logits_fn(tokens):
+        return jnp.stack([tables[0], tables[1][tokens[0]], tables[2][tokens[0], tokens[1]]])
+
+    def probability(seq):
+        log_p = [jax.nn.log_softmax(row)[x] for row, x in zip(logits_fn(seq), seq, strict=True)]
+        return float(jnp.exp(sum(log_p)))
+
+    return tables, logits_fn, probability
+
+
+def _chi_square_p(tokens, probs):
+    codes = np.asarray(tokens) @ np.array([9, 3, 1])
+    observed = np.bincount(codes, minlength=27)
+    return stats.chisquare(observed, probs * len(codes)).pvalue
+
+
+def test_speculative_jacobi_sampling_has_the_sequential_distribution(key):
+    tables, logits_fn, probability = _table_model(key)
+    space = jnp.array(list(itertools.product(range(3), repeat=3)))
+    probs = np.array([probability(seq) for seq in space])
+    assert abs(probs.sum() - 1) < 1e-12 and probs.min() * 6000 > 5
+    keys = jax.random.split(jax.random.key(1), 6000)
+    draws = jax.jit(jax.vmap(lambda k: speculative_jacobi_sample(logits_fn, k, 3, 3)))(keys)
+    assert _chi_square_p(draws.tokens, probs) > 1e-3
+    assert np.all((1 <= draws.iterations) & (draws.iterations <= 3))
+    assert float(jnp.mean(draws.iterations)) < 3.0 and int(jnp.sum(draws.accepted)) > 0
+
+    # The same test has power: sequential samples from a model a little off are rejected.
+    def off_logits(tokens):
+        return logits_fn(tokens).at[2].multiply(1.25)
+
+    gumbel = jax.random.gumbel(jax.random.key(2), (6000, 3, 3))
+    sample = lambda g: (
+        solve_autoregressive(
+            lambda x, g: jnp.argmax(off_logits(x) + g, axis=-1).astype(jnp.int32),
+            jnp.zeros(3, jnp.int32),
+            g,
+            method="sequential",
+        ).states
+    )
+    assert _chi_square_p(jax.jit(jax.vmap(sample))(gumbel), probs) < 1e-3
+
+
+def test_consistency_loss_is_the_mean_cross_entropy(key):
+    model = _toy_transformer(key)
+    forward = jax.jit(lambda t: model(t))
+    context = jnp.array([3, 1, 4], jnp.int32)
+    states = jax.random.randint(key, (5, 6), 0, 11)
+    target = jnp.array([2, 7, 1, 8, 2, 8], jnp.int32)
+    expected = []
+    for state in np.asarray(states):
+        log_p = jax.nn.log_softmax(forward(jnp.concatenate([context, jnp.asarray(state)])), axis=-1)
+        expected += [-float(log_p[2 + i, target[i]]) for i in range(6)]
+    loss = jax.jit(lambda s: consistency_loss(model, context, s, target))(states)
+    np.testing.assert_allclose(float(loss), np.mean(expected), rtol=1e-10)
+    with pytest.raises(ValueError, match="states must have shape"):
+        consistency_loss(model, context, states[0], target)

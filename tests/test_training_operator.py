@@ -1,0 +1,145 @@
+"""The matrix-free training Jacobian against jax.jacfwd of the whole run, in float64."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import jacscope
+from jacscope import linalg
+from jacscope.models import classification_loss, cnn_apply, init_cnn, init_mlp, mlp_apply
+from jacscope.training import TrainingRun, training_jacobian_operator
+
+
+def _adam_run(key, num_steps=7):
+    """A tiny MLP trained by Adam, so the optimizer state is differentiated too."""
+    k_init, k_x, k_y = jax.random.split(key, 3)
+    params0 = init_mlp(k_init, (3, 4, 3))
+    batches = {
+        "x": jax.random.normal(k_x, (num_steps, 5, 3)),
+        "y": jax.random.randint(k_y, (num_steps, 5), 0, 3),
+    }
+    return TrainingRun(params0, classification_loss(mlp_apply), optax.adam(0.1), batches)
+
+
+@pytest.fixture(scope="module")
+def adam_run():
+    return _adam_run(jax.random.key(3))
+
+
+@pytest.fixture(scope="module")
+def exact_jacobian(adam_run):
+    x0, unravel = ravel_pytree(adam_run.params0)
+    flat_final = lambda x: ravel_pytree(adam_run.train(unravel(x))[0])[0]
+    return np.asarray(jax.jit(jax.jacfwd(flat_final))(x0))
+
+
+def test_products_equal_exact_jacobian(adam_run, exact_jacobian):
+    J = exact_jacobian
+    sweeps = []
+    op = training_jacobian_operator(adam_run, on_sweep=sweeps.append)
+    assert op.shape == J.shape == (31, 31)
+    assert op.checkpoint_every == 3  # ceil(sqrt(7)): two segments of 3 and a remainder of 1
+    V = jax.random.normal(jax.random.key(1), (31, 4))
+    np.testing.assert_allclose(op.mv(V[:, 0]), J @ V[:, 0], atol=1e-10, rtol=0)
+    np.testing.assert_allclose(op.rmv(V[:, 1]), J.T @ V[:, 1], atol=1e-10, rtol=0)
+    np.testing.assert_allclose(op.mm(V), J @ V, atol=1e-10, rtol=0)
+    np.testing.assert_allclose(op.rmm(V), J.T @ V, atol=1e-10, rtol=0)
+    jax.effects_barrier()
+    assert sweeps == ["mv", "rmv", "mv", "rmv"]  # a batched product is one sweep
+    final, _ = adam_run.train()
+    assert all(
+        np.allclose(a, b, rtol=0, atol=1e-12)
+        for a, b in zip(jax.tree.leaves(op.output()), jax.tree.leaves(final), strict=True)
+    )
+
+
+@pytest.mark.parametrize("checkpoint_every", [None, 1, 2, 100])
+def test_every_checkpointing_gives_the_same_transpose(adam_run, exact_jacobian, checkpoint_every):
+    op = training_jacobian_operator(adam_run, checkpoint_every=checkpoint_every)
+    u = jax.random.normal(jax.random.key(2), (31,))
+    np.testing.assert_allclose(op.rmv(u), exact_jacobian.T @ u, atol=1e-10, rtol=0)
+
+
+def test_cost_reports_checkpoints_and_memory():
+    run = _adam_run(jax.random.key(4), num_steps=64)
+    stored = training_jacobian_operator(run, checkpoint_every=None).cost()
+    sqrt = training_jacobian_operator(run).cost()
+    assert (sqrt.checkpoint_every, sqrt.num_checkpoints, sqrt.rmv_sweeps) == (8, 8, 3)
+    assert (stored.checkpoint_every, stored.num_checkpoints, stored.rmv_sweeps) == (None, 64, 2)
+    assert sqrt.mv_sweeps == stored.mv_sweeps == 1
+    # Storing every step's intermediates costs memory linear in T; sqrt(T) segments do not.
+    assert stored.rmv_bytes > 2 * sqrt.rmv_bytes
+    assert sqrt.train_bytes <= sqrt.mv_bytes
+
+
+def test_linalg_estimators_on_the_operator(adam_run, exact_jacobian):
+    J = exact_jacobian
+    op = training_jacobian_operator(adam_run)
+    key_t, key_f = jax.random.split(jax.random.key(5))
+    tr = linalg.trace(op - jacscope.identity(31), key=key_t, method="hutchinson", num_matvecs=200)
+    assert abs(tr.value - (np.trace(J) - 31)) <= 4 * tr.stderr + 1e-12
+    fro = linalg.frobenius_sq(op, key=key_f, num_matvecs=200)
+    assert abs(fro.value - np.sum(J**2)) <= 4 * fro.stderr
+
+
+def test_cnn_run_transpose_is_adjoint_of_forward():
+    key = jax.random.key(6)
+    params0 = init_cnn(key, (8, 8), 3, channels=(2, 3), kernel_size=3, hidden=(4,), canvas=10)
+    batches = {
+        "x": jax.random.uniform(key, (3, 4, 64)),
+        "y": jax.random.randint(key, (3, 4), 0, 3),
+    }
+    run = TrainingRun(params0, classification_loss(cnn_apply), optax.sgd(0.5, 0.9), batches)
+    op = training_jacobian_operator(run, checkpoint_every=2)
+    kv, ku = jax.random.split(key)
+    v = jax.random.normal(kv, op.shape[:1])
+    u = jax.random.normal(ku, op.shape[:1])
+    Jv = op.mv(v)
+    np.testing.assert_allclose(jnp.vdot(u, Jv), jnp.vdot(op.rmv(u), v), rtol=1e-10)
+    # and J v is the derivative of theta_T along v (central difference, step 1e-5)
+    x0 = op.primal_in
+    final = lambda x: op.ravel_input(run.train(op.unravel_input(x))[0])
+    fd = (final(x0 + 1e-5 * v) - final(x0 - 1e-5 * v)) / 2e-5
+    np.testing.assert_allclose(Jv, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_lenet5_sizes():
+    digits = init_cnn(jax.random.key(0))
+    assert ravel_pytree(digits)[0].size == 61_706  # LeNet-5 on a 32 x 32 canvas
+    assert cnn_apply(digits, jnp.zeros((5, 64))).shape == (5, 10)
+    assert cnn_apply(digits, jnp.zeros(64)).shape == (10,)
+    signal = init_cnn(jax.random.key(0), (40,))
+    assert signal["conv"][0]["w"].shape == (5, 1, 6)
+    assert cnn_apply(signal, jnp.zeros((2, 40))).shape == (2, 10)
+    with pytest.raises(ValueError, match="canvas=33"):
+        init_cnn(jax.random.key(0), canvas=33)
+    with pytest.raises(ValueError, match="63 features"):
+        cnn_apply(digits, jnp.zeros((1, 63)))
+
+
+def test_diverging_run_names_the_step():
+    params0 = {"w": jnp.ones(3)}
+    batches = {"x": jnp.ones((6, 3))}
+    loss = lambda p, b: jnp.sum(jnp.exp(p["w"] * b["x"]))
+    run = TrainingRun(params0, loss, optax.sgd(-50.0), batches)  # ascent: exp overflows
+    with pytest.raises(FloatingPointError, match=r"at step \d+ \(of 6\)"):
+        training_jacobian_operator(run)
+    with pytest.raises(ValueError, match=r"params0\['w'\]"):
+        training_jacobian_operator(
+            TrainingRun({"w": jnp.array([1.0, jnp.nan, 0.0])}, loss, optax.sgd(0.1), batches)
+        )
+
+
+def test_bad_arguments(adam_run):
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        training_jacobian_operator(adam_run, checkpoint_every=0)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        training_jacobian_operator(adam_run, checkpoint_every="log")
+    with pytest.raises(TypeError, match="TrainingRun"):
+        training_jacobian_operator(lambda p: p)
+    op = training_jacobian_operator(adam_run)
+    with pytest.raises(ValueError, match=r"expects shape \(31,\)"):
+        op.mv(jnp.ones(30))
