@@ -130,12 +130,17 @@ def test_rerun_reuses_refuses_or_forces(params_run, capsys, monkeypatch):
     assert sorted(p.name for p in params_run.iterdir()) == ["spectrum.json", "spectrum.png"]
 
 
-def test_k_too_large_names_k_and_shape(tmp_path, capsys):
+def test_k_too_large_names_k_and_shape(params_run, tmp_path, capsys):
     rc = main(["spectrum", *TINY, "--k", "41", "--out", str(tmp_path / "x")])
     assert rc == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "k=41" in err and "(40, 610)" in err
     assert not (tmp_path / "x").exists()
+    # Checked before the output folder: even --force keeps a finished result.
+    before = (params_run / "spectrum.json").read_bytes()
+    rc = main(["spectrum", *TINY, "--k", "41", "--out", str(params_run), "--force"])
+    assert rc == 2 and "k=41" in capsys.readouterr().err
+    assert (params_run / "spectrum.json").read_bytes() == before
 
 
 def test_bad_options_are_refused(tmp_path, capsys):

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from spectra import SPECTRA, dense_operator, singular_spectrum, with_eigenvalues, with_singular_values
 
-import jacscope
 from jacscope import linalg
 
 SHAPE = (120, 80)
@@ -83,8 +82,8 @@ def test_svd_is_reproducible_and_jit_compatible(method, key):
 
 def test_chunked_products_give_the_same_decomposition(key):
     op = dense_operator(_problem("step")[0])
-    whole = linalg.svd_topk(op, 4, key=key)
-    chunked = linalg.svd_topk(op, 4, key=key, chunk_size=5)
+    whole = linalg.svd_topk(op, K, key=key)
+    chunked = linalg.svd_topk(op, K, key=key, chunk_size=7)
     np.testing.assert_allclose(np.asarray(whole[1]), np.asarray(chunked[1]), rtol=1e-12)
 
 
@@ -133,7 +132,7 @@ def test_eigh_other_ends(which, key):
     else:
         expected = exact[np.argsort(-np.abs(exact), stable=True)][:5]
     np.testing.assert_allclose(np.asarray(values), expected, rtol=1e-6)
-    assert np.all(np.asarray(info.residuals) <= 1e-6 * np.abs(expected))
+    assert np.all(np.asarray(info.residuals) <= 1e-6 * np.abs(exact).max())
 
 
 def test_eigh_under_jit_and_bad_input(key):
@@ -157,5 +156,3 @@ def test_spectral_norm_is_certified(key):
     assert float(norm.value) <= exact[0] * (1 + 1e-12)
     assert exact[0] - float(norm.value) <= float(norm.residual) / np.sqrt(2) + 1e-12
     assert abs(float(norm.value) - exact[0]) <= 1e-6 * exact[0]
-    recomputed = jacscope.identity(3)  # an operator with a known norm of 1
-    assert abs(float(linalg.spectral_norm(recomputed, key=key).value) - 1.0) < 1e-12

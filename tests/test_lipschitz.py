@@ -22,7 +22,7 @@ from jacscope.models import init_mlp
 
 EPS = (0.0, 0.03, 0.3)
 NUM_SAMPLES = 500
-NORMS = ("inf", 2)
+NORMS = ("inf", "2")
 
 
 def apply(params, x, activation):
@@ -174,9 +174,11 @@ def test_activation_ranges_and_relaxations_are_sound(activation):
         z = lo[:, None] + (hi - lo)[:, None] * jnp.linspace(0.0, 1.0, 2001)
         derivs = jax.vmap(jax.vmap(jax.grad(act.fn)))(z)
         bounds = value_bounds(act, lo, hi), derivative_bounds(act, lo, hi)
-        return z, act.fn(z), derivs, bounds, linear_relaxation(act, lo, hi)
+        closed_form = act.derivative(z)
+        return z, act.fn(z), derivs, closed_form, bounds, linear_relaxation(act, lo, hi)
 
-    z, values, derivs, ((v_lo, v_hi), (d_lo, d_hi)), rel = compute(lo, hi)
+    z, values, derivs, closed_form, ((v_lo, v_hi), (d_lo, d_hi)), rel = compute(lo, hi)
+    np.testing.assert_allclose(closed_form, derivs, rtol=1e-12, atol=1e-14)
     tol = 1e-12
     assert np.all(values >= v_lo[:, None] - tol) and np.all(values <= v_hi[:, None] + tol)
     assert np.all(derivs >= d_lo[:, None] - tol) and np.all(derivs <= d_hi[:, None] + tol)

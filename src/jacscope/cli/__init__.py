@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from rich.console import Console
 
 import jacscope
-from jacscope.cli import _spectrum
+from jacscope.cli import _report, _spectrum, _train_jacobian
 
-COMMANDS = (_spectrum,)
+COMMANDS = (_spectrum, _train_jacobian, _report)
 
 _USER_ERRORS = (ValueError, FileExistsError, FloatingPointError)
 

@@ -11,7 +11,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from jacscope._io import read_json, write_json_atomic
-from jacscope.jobs.spectrum import STAGES, SpectrumConfig, SpectrumResult, run_spectrum
+from jacscope.jobs.spectrum import (
+    STAGES,
+    SpectrumConfig,
+    SpectrumResult,
+    jacobian_shape,
+    run_spectrum,
+)
 from jacscope.report import save_spectrum_figure
 
 JSON_NAME = "spectrum.json"
@@ -223,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
     config = _config(args)
     dtype = "float64" if jax.config.jax_enable_x64 else "float32"
     out: Path = args.out
+    jacobian_shape(config)  # refuse a bad request before touching `out`
     stored = _existing(out, config, dtype, args.force)
     if stored is not None:
         console.print(f"[green]{out / JSON_NAME} already holds this configuration's spectrum.")

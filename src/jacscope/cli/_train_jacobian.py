@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     config = _config(args)
-    console = Console()
+    console = Console(log_path=False)
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -172,8 +172,12 @@ def run(args: argparse.Namespace) -> int:
         tasks: dict[str, Any] = {}
 
         def on_chunk(label: str, done: int, total: int, elapsed: float, flops: float) -> None:
+            # The first call of each Jacobian comes before its first chunk.
             if label not in tasks:
-                tasks[label] = progress.add_task(f"J ({label})", total=total, chunks=0, rate="")
+                tasks[label] = progress.add_task(
+                    f"J ({label})", total=total, completed=done, chunks=0, rate=""
+                )
+                return
             task = tasks[label]
             chunks = progress.tasks[task].fields["chunks"] + 1
             rate = f"{flops / elapsed / 1e9:.1f} GFLOP/s" if elapsed > 0 and flops else ""

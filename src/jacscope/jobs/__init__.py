@@ -9,5 +9,10 @@ and `jacscope.cli` runs jobs from the command line.
 from jacscope.jobs.spectrum import PreparedJacobian as PreparedJacobian
 from jacscope.jobs.spectrum import SpectrumConfig as SpectrumConfig
 from jacscope.jobs.spectrum import SpectrumResult as SpectrumResult
+from jacscope.jobs.spectrum import jacobian_shape as jacobian_shape
 from jacscope.jobs.spectrum import prepare_jacobian as prepare_jacobian
 from jacscope.jobs.spectrum import run_spectrum as run_spectrum
+from jacscope.jobs.train_jacobian import ANALYSES as ANALYSES
+from jacscope.jobs.train_jacobian import DEFAULT_ANALYSES as DEFAULT_ANALYSES
+from jacscope.jobs.train_jacobian import TrainJacobianReport as TrainJacobianReport
+from jacscope.jobs.train_jacobian import run_train_jacobian as run_train_jacobian

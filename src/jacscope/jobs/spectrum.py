@@ -23,7 +23,7 @@ from jax.flatten_util import ravel_pytree
 
 from jacscope import linalg
 from jacscope._validation import check_rank
-from jacscope.data import load_dataset, make_batches
+from jacscope.data import Dataset, load_dataset, make_batches
 from jacscope.models import accuracy, classification_loss, init_mlp, mlp_apply
 from jacscope.operators import JacobianOperator, jacobian_operator
 from jacscope.training import TrainingRun
@@ -137,14 +137,12 @@ def _estimate_dict(estimate: linalg.Estimate) -> dict[str, Any]:
     }
 
 
-def _jacobian_shape(config: SpectrumConfig, num_features: int, num_classes: int) -> tuple:
-    sizes = (num_features, *config.hidden, num_classes)
-    num_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-    columns = num_params if config.wrt == "params" else config.num_examples * num_features
-    return (config.num_examples * num_classes, columns), sizes
+def _sizes(config: SpectrumConfig, data: Dataset) -> tuple[int, ...]:
+    return (data.x_train.shape[1], *config.hidden, data.num_classes)
 
 
-def _check_config(config: SpectrumConfig) -> None:
+def _load_checked(config: SpectrumConfig) -> tuple[Dataset, tuple[int, int]]:
+    """The dataset and the Jacobian's shape, once every option is known to be valid."""
     for name, allowed in (
         ("wrt", ("params", "inputs")),
         ("method", ("lanczos", "randomized")),
@@ -160,6 +158,32 @@ def _check_config(config: SpectrumConfig) -> None:
             raise ValueError(f"{name} must be a positive integer, received {value!r}")
     if not config.hidden or min(config.hidden) < 1:
         raise ValueError(f"hidden must list at least one positive width, received {config.hidden}")
+    data = load_dataset(
+        config.dataset, labels=config.labels, inputs=config.inputs, seed=config.seed
+    )
+    if config.num_examples > data.x_test.shape[0]:
+        raise ValueError(
+            f"num_examples={config.num_examples} exceeds the {data.x_test.shape[0]} test "
+            f"examples of {data.name}"
+        )
+    sizes = _sizes(config, data)
+    num_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    columns = num_params if config.wrt == "params" else config.num_examples * sizes[0]
+    shape = (config.num_examples * data.num_classes, columns)
+    check_rank(config.k, shape, f"spectrum of the Jacobian with respect to {config.wrt}")
+    return data, shape
+
+
+def jacobian_shape(config: SpectrumConfig) -> tuple[int, int]:
+    """The shape (m, n) of the Jacobian `config` asks about, after checking every option.
+
+    Cheap (it loads the data, trains nothing): callers use it to refuse a bad request
+    before doing anything else.
+
+    **Raises:** `ValueError` for an unknown dataset or option, too many examples, or
+    a `k` larger than the smaller side of J (the message names `k` and the shape).
+    """
+    return _load_checked(config)[1]
 
 
 class PreparedJacobian(NamedTuple):
@@ -186,22 +210,12 @@ def prepare_jacobian(
     be recomputed and checked. `stage(name)` is called as `"train"` and
     `"operator"` begin.
 
-    **Raises:** `ValueError` for an unknown dataset or option, too many examples, or
-    a `k` larger than the smaller side of J (naming `k` and the shape), before any
-    training.
+    **Raises:** as `jacobian_shape`, before any training; `FloatingPointError` if
+    training diverges.
     """
-    _check_config(config)
+    data, shape = _load_checked(config)
+    sizes = _sizes(config, data)
     stage = stage if stage is not None else (lambda name: None)
-    data = load_dataset(
-        config.dataset, labels=config.labels, inputs=config.inputs, seed=config.seed
-    )
-    shape, sizes = _jacobian_shape(config, data.x_train.shape[1], data.num_classes)
-    if config.num_examples > data.x_test.shape[0]:
-        raise ValueError(
-            f"num_examples={config.num_examples} exceeds the {data.x_test.shape[0]} test "
-            f"examples of {data.name}"
-        )
-    check_rank(config.k, shape, f"spectrum of the Jacobian with respect to {config.wrt}")
     dtype = jnp.result_type(float)
     x_batch = jnp.asarray(data.x_test[: config.num_examples], dtype)
     batches = make_batches(

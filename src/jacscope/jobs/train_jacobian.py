@@ -286,10 +286,13 @@ class _Job:
 
     def jacobian(self, setup: Setup, folder: Path, label: str) -> tuple[np.ndarray, dict]:
         """J of `setup.run` through `training_jacobian`, saved in (and resumed from) `folder`."""
-        calls = {"count": 0, "gflop_per_s": None}
+        # training_jacobian reports once before the first chunk (with the columns found
+        # finished in the folder) and after every round of chunks.
+        calls = {"first": None, "last": None, "gflop_per_s": None}
 
         def report(done, total, elapsed, flops):
-            calls["count"] += 1
+            calls["first"] = done if calls["first"] is None else calls["first"]
+            calls["last"] = done
             if elapsed > 0 and flops:
                 calls["gflop_per_s"] = flops / elapsed / 1e9
             if self.progress is not None:
@@ -307,7 +310,7 @@ class _Job:
         )
         info = {
             "seconds": time.perf_counter() - start,
-            "computed": calls["count"] > 0,
+            "computed": calls["last"] is not None and calls["last"] > calls["first"],
             "gflop_per_s": calls["gflop_per_s"],
         }
         return np.asarray(J), info

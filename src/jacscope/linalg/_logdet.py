@@ -22,8 +22,9 @@ def logdet(
     r"""`log det A` for a symmetric positive definite operator `A` (n x n).
 
     - `n <= dense_threshold`: exact. `A` is materialised (`n` products) and
-      `slogdet` taken; `stderr = 0`. If the determinant is not positive (`A` is not
-      positive definite) the value is NaN.
+      `log det A = 2 sum_i log L_ii` taken from its Cholesky factor `L` (which reads
+      the lower triangle); `stderr = 0`. If `A` is not positive definite the
+      factorisation fails and the value is NaN.
     - otherwise: stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017) of
       `tr log A = sum_i log lambda_i` with `num_probes` Rademacher probes and `depth`
       Lanczos steps each (`num_probes * depth` products). `stderr` is the standard
@@ -37,8 +38,8 @@ def logdet(
     check_square(op, "logdet")
     n = op.shape[0]
     if n <= dense_threshold:
-        sign, logabsdet = jnp.linalg.slogdet(op.materialize())
-        value = jnp.where(sign > 0, logabsdet, jnp.nan)
+        cholesky = jnp.linalg.cholesky(op.materialize())  # NaN unless positive definite
+        value = 2 * jnp.sum(jnp.log(jnp.diag(cholesky)))
         return Estimate(value, jnp.zeros_like(value), n)
     quad = lanczos_quadrature(
         op, key=key, kind="eigen", num_probes=num_probes, depth=min(depth, n), what="logdet"

@@ -3,6 +3,7 @@ linear relaxations on an interval of pre-activations."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -22,6 +23,7 @@ class Activation(NamedTuple):
     """An elementwise activation sigma and the points that its bounds need.
 
     - `fn`: sigma.
+    - `derivative`: sigma', in closed form (for ReLU the step 1[z > 0]).
     - `stationary`: the points where sigma' = 0 (interior extrema of sigma).
     - `inflections`: the points where sigma' has its local extrema (sigma'' = 0),
       or where sigma has a kink; sigma' is monotone between consecutive ones.
@@ -31,18 +33,35 @@ class Activation(NamedTuple):
 
     name: str
     fn: Callable
+    derivative: Callable
     stationary: tuple[float, ...]
     inflections: tuple[float, ...]
     lipschitz: float
     piecewise_linear: bool
 
 
+_GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_B = 0.044715
+
+
+def _gelu(z):
+    return jax.nn.gelu(z, approximate=True)
+
+
+def _gelu_derivative(z):
+    t = jnp.tanh(_GELU_C * (z + _GELU_B * z**3))
+    return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t**2) * _GELU_C * (1.0 + 3.0 * _GELU_B * z**2)
+
+
 ACTIVATIONS = {
-    "relu": Activation("relu", jax.nn.relu, (), (0.0,), 1.0, True),
-    "tanh": Activation("tanh", jnp.tanh, (), (0.0,), 1.0, False),
+    "relu": Activation(
+        "relu", jax.nn.relu, lambda z: (z > 0).astype(z.dtype), (), (0.0,), 1.0, True
+    ),
+    "tanh": Activation("tanh", jnp.tanh, lambda z: 1.0 - jnp.tanh(z) ** 2, (), (0.0,), 1.0, False),
     "gelu": Activation(
         "gelu",
-        lambda z: jax.nn.gelu(z, approximate=True),
+        _gelu,
+        _gelu_derivative,
         (_GELU_MINIMUM,),
         (-_GELU_INFLECTION, _GELU_INFLECTION),
         1.128993068658772,
@@ -56,11 +75,6 @@ def get_activation(name: str) -> Activation:
     if name not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, received {name!r}")
     return ACTIVATIONS[name]
-
-
-def derivative(act: Activation, z: jax.Array) -> jax.Array:
-    """sigma'(z) elementwise (for ReLU, the step 1[z > 0])."""
-    return jnp.vectorize(jax.grad(act.fn))(z)
 
 
 def _in(lo, hi, point):
@@ -87,10 +101,10 @@ def derivative_bounds(act: Activation, lo: jax.Array, hi: jax.Array):
     """
     if act.piecewise_linear:
         return (lo > 0).astype(lo.dtype), (hi >= 0).astype(lo.dtype)
-    d_lo, d_hi = derivative(act, lo), derivative(act, hi)
+    d_lo, d_hi = act.derivative(lo), act.derivative(hi)
     out_lo, out_hi = jnp.minimum(d_lo, d_hi), jnp.maximum(d_lo, d_hi)
     for point in act.inflections:
-        value = derivative(act, jnp.asarray(point, lo.dtype))
+        value = act.derivative(jnp.asarray(point, lo.dtype))
         inside = _in(lo, hi, point)
         out_lo = jnp.where(inside, jnp.minimum(out_lo, value), out_lo)
         out_hi = jnp.where(inside, jnp.maximum(out_hi, value), out_hi)
@@ -132,7 +146,7 @@ def _smooth_relaxation(act: Activation, lo, hi) -> Relaxation:
     degenerate = width <= tiny
     safe_width = jnp.where(degenerate, 1.0, width)
     slope = jnp.where(
-        degenerate, derivative(act, 0.5 * (lo + hi)), (act.fn(hi) - act.fn(lo)) / safe_width
+        degenerate, act.derivative(0.5 * (lo + hi)), (act.fn(hi) - act.fn(lo)) / safe_width
     )
 
     def psi(z):
@@ -142,13 +156,13 @@ def _smooth_relaxation(act: Activation, lo, hi) -> Relaxation:
     edges = jnp.asarray((-jnp.inf, *act.inflections, jnp.inf), lo.dtype)[:, None]
     a = jnp.clip(lo[None], edges[:-1], edges[1:])
     b = jnp.clip(hi[None], edges[:-1], edges[1:])
-    g_a, g_b = derivative(act, a) - slope, derivative(act, b) - slope
+    g_a, g_b = act.derivative(a) - slope, act.derivative(b) - slope
     has_root = (a < b) & (g_a * g_b < 0)
 
     def halve(_, bracket):
         left, right = bracket
         mid = 0.5 * (left + right)
-        same = (derivative(act, mid) - slope) * g_a > 0
+        same = (act.derivative(mid) - slope) * g_a > 0
         return jnp.where(same, mid, left), jnp.where(same, right, mid)
 
     left, right = jax.lax.fori_loop(0, _BISECTION_STEPS, halve, (a, b))

@@ -65,7 +65,7 @@ def speculative_jacobi_sample(
 
     def body(carry):
         k, tokens, draft, start, accepted, key = carry
-        key, k_accept, k_residual, k_draft = jax.random.split(key, 4)
+        key, k_accept, k_gumbel = jax.random.split(key, 3)
         log_p = jax.nn.log_softmax(logits_fn(tokens), axis=-1)
         p = jnp.exp(log_p)
         p_x = jnp.take_along_axis(p, tokens[:, None], axis=1)[:, 0]
@@ -75,8 +75,9 @@ def speculative_jacobi_sample(
         at = jnp.minimum(reject, length - 1)
         residual = jnp.maximum(p[at] - draft[at], 0.0)
         residual = jnp.where(jnp.sum(residual) > 0, residual, p[at])
-        resampled = jax.random.categorical(k_residual, jnp.log(residual))
-        redrawn = jax.random.categorical(k_draft, log_p)
+        gumbel = jax.random.gumbel(k_gumbel, (length + 1, vocab_size), log_p.dtype)
+        resampled = jnp.argmax(jnp.log(residual) + gumbel[length])  # Gumbel-max sampling
+        redrawn = jnp.argmax(log_p + gumbel[:length], axis=-1)
         tokens = jnp.where(
             positions < reject, tokens, jnp.where(positions == reject, resampled, redrawn)
         )

@@ -125,8 +125,12 @@ def training_jacobian(
     store = None
     if out is not None:
         layout = {
-            "num_params": num_params, "num_steps": num_steps, "dtype": prop.dtype.name,
-            "chunk_size": k, "mode": mode, "chunks": chunks,
+            "num_params": num_params,
+            "num_steps": num_steps,
+            "dtype": prop.dtype.name,
+            "chunk_size": k,
+            "mode": mode,
+            "chunks": chunks,
         }
         store = ChunkStore(
             os.fspath(out),
@@ -140,8 +144,11 @@ def training_jacobian(
                 "layout": hash_json(layout, "layout"),
             },
             info={
-                "num_steps": num_steps, "chunk_size": k, "mode": mode,
-                "flops_per_chunk": flops_per_chunk, "config": config,
+                "num_steps": num_steps,
+                "chunk_size": k,
+                "mode": mode,
+                "flops_per_chunk": flops_per_chunk,
+                "config": config,
             },
             force=force,
             create=writer,
@@ -200,10 +207,9 @@ def training_jacobian(
     start_sharding = NamedSharding(mesh, Spec(_AXIS))
     for first in range(0, len(remaining), width):
         ids = remaining[first : first + width]
-        starts = np.asarray(
-            [chunks[c][0] for c in ids] + [num_params] * (width - len(ids)), np.int32
+        starts = _starts_array(
+            [chunks[c][0] for c in ids] + [num_params] * (width - len(ids)), start_sharding
         )
-        starts = jax.make_array_from_callback((width,), start_sharding, lambda i: starts[i])
         outputs = sharded(starts, params0, data)
         if mode == "stored":
             block = outputs
@@ -247,7 +253,7 @@ def _plan(
     """Chunk size K and whether the linearisation is stored or recomputed."""
     itemsize = np.dtype(prop.dtype).itemsize
     stored_bytes = prop.num_steps * sum(
-        s.size * np.dtype(s.dtype).itemsize for s in prop.prepared_shapes()
+        s.size * np.dtype(s.dtype).itemsize for s in prop.prepared_shapes
     )
     per_column = itemsize * (
         prop.program.buffer_elements() + 3 * prop.carry_elements() + prop.num_params
@@ -274,6 +280,13 @@ def _plan(
     elif max_bytes is None and chunk_size is None:
         k = max(1, min(k, int(fit)))
     return k, mode
+
+
+def _starts_array(starts: list[int], sharding: NamedSharding) -> jax.Array:
+    """The first column of each device's chunk, one per device (padding starts at P:
+    those chunks are all zero columns and are discarded)."""
+    values = np.asarray(starts, np.int32)
+    return jax.make_array_from_callback(values.shape, sharding, lambda index: values[index])
 
 
 def _replicate(tree: Any, sharding: NamedSharding) -> Any:

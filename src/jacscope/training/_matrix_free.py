@@ -20,13 +20,14 @@ Jacobian", arXiv 2412.07003.
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,8 +36,8 @@ import numpy as np
 from jacscope import linalg
 from jacscope._io import atomic_path, read_json, write_json_atomic
 from jacscope.operators import identity
-from jacscope.training._analysis_spectrum import DEFAULT_TAUS, REGIONS, region_masks
-from jacscope.training._operator import TrainingJacobianOperator, training_jacobian_operator
+from jacscope.training._analysis_spectrum import DEFAULT_TAUS, REGIONS
+from jacscope.training._operator import training_jacobian_operator
 from jacscope.training._run import TrainingRun
 from jacscope.training._store import hash_json, hash_tree
 
@@ -73,17 +74,24 @@ class SingularTriplets(NamedTuple):
 
 
 class SingularValueDensity(NamedTuple):
-    """A histogram of J's P singular values, estimated by stochastic Lanczos quadrature.
+    """The density of J's P singular values, estimated by stochastic Lanczos quadrature.
 
     **Fields:**
 
-    - `edges`: bin edges (log-spaced over the range the quadrature found, the first
-      at 0).
+    - `grid`, `density`: the Gaussian-smoothed density of
+      `jacscope.linalg.spectral_density` (integrates to P), on a grid from 0 to just
+      above the largest singular value found.
+    - `bandwidth`: its kernel width.
+    - `edges`: histogram bin edges (log-spaced up to the largest quadrature node, the
+      first at 0).
     - `counts`: estimated number of singular values per bin (they sum to P).
     - `counts_stderr`: standard errors of `counts` over the probes.
     - `num_probes`, `depth`: probes and Lanczos steps per probe.
     """
 
+    grid: list[float]
+    density: list[float]
+    bandwidth: float
     edges: list[float]
     counts: list[float]
     counts_stderr: list[float]
@@ -94,19 +102,31 @@ class SingularValueDensity(NamedTuple):
 class RegionEstimates(NamedTuple):
     """Estimated counts of the chaotic, bulk and stable singular values of J.
 
-    Per tolerance tau (`jacscope.training.region_counts`: chaotic s > 1 + tau, bulk
-    |s - 1| <= tau, stable s < 1 - tau), each probe p gives the unbiased estimate
-    P sum_j w_pj 1[s_pj in region] from its quadrature nodes s_pj and weights w_pj;
-    the value is the mean over probes and the standard error their standard
-    deviation / sqrt(num_probes). The quadrature's own bias is not included: it is
-    small when the Lanczos depth resolves the spectrum near 1 +- tau.
+    Per tolerance tau (as `jacscope.training.region_counts`: chaotic s > 1 + tau,
+    bulk |s - 1| <= tau, stable s < 1 - tau). Each probe p carries a Gauss rule
+    (nodes s_pj, weights w_pj summing to P) of a random measure whose mean is the
+    spectrum, so:
+
+    - the value is P times `jacscope.linalg.fraction_in` of the region, the mean over
+      probes of sum_j w_pj 1[s_pj in region], and the standard error is its spread
+      over probes / sqrt(num_probes). This is the probe error only.
+    - the quadrature error is bounded per probe by the Chebyshev-Markov-Stieltjes
+      inequalities: the probe's mass in [a, b] lies between the weight of the nodes
+      strictly inside once the innermost node at each end is dropped, and the weight
+      of the nodes inside together with the nearest node outside each end. The
+      `*_range` fields are [mean lower bound - 3 stderr, mean upper bound + 3
+      stderr], clipped to [0, P]: an interval for the exact count that holds both
+      errors (3 standard errors of the probe mean). It is wide when the depth does
+      not resolve the spectrum near 1 +- tau, and shrinks to value +- 3 stderr when
+      the Lanczos depth reaches the number of distinct singular values.
 
     **Fields:**
 
     - `taus`: the tolerances.
     - `chaotic`, `bulk`, `stable`: estimated counts per tau.
     - `chaotic_stderr`, `bulk_stderr`, `stable_stderr`: their standard errors.
-    - `bulk_fraction`, `bulk_fraction_stderr`: bulk / P and its standard error.
+    - `chaotic_range`, `bulk_range`, `stable_range`: `[low, high]` per tau.
+    - `bulk_fraction`, `bulk_fraction_stderr`, `bulk_fraction_range`: the bulk / P.
     - `num_directions`: P.
     - `num_probes`: probes averaged.
     """
@@ -114,12 +134,16 @@ class RegionEstimates(NamedTuple):
     taus: list[float]
     chaotic: list[float]
     chaotic_stderr: list[float]
+    chaotic_range: list[list[float]]
     bulk: list[float]
     bulk_stderr: list[float]
+    bulk_range: list[list[float]]
     stable: list[float]
     stable_stderr: list[float]
+    stable_range: list[list[float]]
     bulk_fraction: list[float]
     bulk_fraction_stderr: list[float]
+    bulk_fraction_range: list[list[float]]
     num_directions: int
     num_probes: int
 
@@ -164,13 +188,13 @@ class MatrixFreeResult(NamedTuple):
 
 
 class _Counter:
-    """Counts sweeps through training (the operator's `on_sweep`)."""
+    """Counts sweeps through training and tells a listener (progress) about each."""
 
     def __init__(self):
         self.counts = {"mv": 0, "rmv": 0}
         self.listener: Callable[[], None] | None = None
 
-    def __call__(self, kind: str) -> None:
+    def add(self, kind: str) -> None:
         self.counts[kind] += 1
         if self.listener is not None:
             self.listener()
@@ -178,6 +202,28 @@ class _Counter:
     @property
     def total(self) -> int:
         return self.counts["mv"] + self.counts["rmv"]
+
+
+_ACTIVE: list[_Counter] = []
+
+
+@contextlib.contextmanager
+def _counting() -> Iterator[_Counter]:
+    """A fresh counter that receives the sweeps made inside the block."""
+    counter = _Counter()
+    _ACTIVE.append(counter)
+    try:
+        yield counter
+    finally:
+        jax.effects_barrier()
+        _ACTIVE.remove(counter)
+
+
+def _count_sweep(kind: str) -> None:
+    """The operator's `on_sweep`: one function for every call, so compiled programs are
+    shared between calls, forwarding to the counter of the analysis now running."""
+    if _ACTIVE:
+        _ACTIVE[-1].add(kind)
 
 
 def _peak_memory_mib() -> float:
@@ -239,8 +285,9 @@ def _top_triplets(op, k, *, key, method, depth, options, counter, folder, name, 
         seconds=time.perf_counter() - start,
     )._asdict()
     if folder is not None:
-        _save_npz(folder / f"{name}.npz", U=np.asarray(U), S=S, Vt=np.asarray(Vt),
-                  residuals=residuals)
+        _save_npz(
+            folder / f"{name}.npz", U=np.asarray(U), S=S, Vt=np.asarray(Vt), residuals=residuals
+        )
         write_json_atomic(folder / f"{name}.json", triplets)
     return triplets, False
 
@@ -258,6 +305,8 @@ def matrix_free_analysis(
     probes_per_batch: int = 1,
     density_depth: int = 40,
     num_bins: int = 60,
+    num_points: int = 512,
+    bandwidth: float | None = None,
     taus: Sequence[float] = DEFAULT_TAUS,
     checkpoint_every: int | Literal["sqrt"] | None = "sqrt",
     out: str | Path | None = None,
@@ -276,14 +325,16 @@ def matrix_free_analysis(
     2. `top_j_minus_i`: the same for J - I. Along the bulk J v ~ v, so J - I is
        small there and large along the chaotic and stable directions, the ones
        training changes most (Belrose & Scherlis, arXiv 2412.07003).
-    3. `density`: stochastic Lanczos quadrature of J^T J: `num_probes` random unit
-       vectors z_p, `density_depth` Lanczos steps each (one `mv` and one `rmv` per
-       step) give nodes s_pj^2 and weights w_pj with z_p^T f(J^T J) z_p ~
-       sum_j w_pj f(s_pj^2), so P mean_p sum_j w_pj f(s_pj^2) estimates
-       sum_i f(s_i^2) without bias in the probes. A histogram of the s_i
+    3. `density`: stochastic Lanczos quadrature (`jacscope.linalg.spectral_density`,
+       singular values): each of `num_probes` Rademacher probes z_p and
+       `density_depth` Golub-Kahan steps (one `mv` and one `rmv` each) give nodes
+       s_pj and weights w_pj with z_p^T f(J J^T) z_p ~ sum_j w_pj f(s_pj^2), so the
+       mean over probes of sum_j w_pj f(s_pj^2) estimates sum_i f(s_i^2) without
+       bias in the probes. A smoothed density and a histogram of the s_i
        (`SingularValueDensity`) and the chaotic, bulk and stable counts per tau
-       with standard errors (`RegionEstimates`) are read off it. Probes are run
-       `probes_per_batch` at a time and each batch is saved when done.
+       with standard errors (`RegionEstimates`, from `jacscope.linalg.fraction_in`)
+       are read off it. Probes run `probes_per_batch` at a time; each batch is
+       saved when done.
 
     **Arguments:**
 
@@ -295,6 +346,8 @@ def matrix_free_analysis(
       are too large).
     - `num_probes`, `probes_per_batch`, `density_depth`: the quadrature.
     - `num_bins`: bins of the histogram.
+    - `num_points`, `bandwidth`: grid size and kernel width of the smoothed density
+      (default width: 0.5% of the largest singular value).
     - `taus`: tolerances of the bulk |s - 1| <= tau.
     - `checkpoint_every`: of `training_jacobian_operator` (memory/compute of `rmv`).
     - `out`: a folder; finished stages and probe batches are saved in
@@ -318,6 +371,7 @@ def matrix_free_analysis(
         ("probes_per_batch", probes_per_batch, 1),
         ("density_depth", density_depth, 1),
         ("num_bins", num_bins, 1),
+        ("num_points", num_points, 2),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}, received {value!r}")
@@ -333,14 +387,37 @@ def matrix_free_analysis(
         "num_probes": num_probes,
         "probes_per_batch": probes_per_batch,
         "density_depth": density_depth,
+        "num_points": num_points,
+        "num_bins": num_bins,
+        "bandwidth": bandwidth,
         "key": np.asarray(jax.random.key_data(key)).tolist(),
     }
+    with _counting() as counter:
+        return _analyse(
+            run,
+            key,
+            options,
+            taus,
+            checkpoint_every,
+            out,
+            force,
+            config,
+            progress,
+            counter,
+            start_all,
+        )
+
+
+def _analyse(
+    run, key, options, taus, checkpoint_every, out, force, config, progress, counter, start_all
+) -> MatrixFreeResult:
+    """The body of `matrix_free_analysis`, with validated `options`."""
+    k, method, depth = options["k"], options["method"], options["depth"]
+    bandwidth = options["bandwidth"]
     timings: dict[str, float] = {}
     resumed: list[str] = []
-
     t0 = time.perf_counter()
-    counter = _Counter()
-    op = training_jacobian_operator(run, checkpoint_every=checkpoint_every, on_sweep=counter)
+    op = training_jacobian_operator(run, checkpoint_every=checkpoint_every, on_sweep=_count_sweep)
     num_params = op.shape[0]
     losses = np.asarray(op.losses)
     timings["operator"] = time.perf_counter() - t0
@@ -364,26 +441,40 @@ def matrix_free_analysis(
         _claim(folder, manifest, force)
 
     keys = jax.random.split(key, 3)
-    svd_options = {"oversampling": int(oversampling), "power_iterations": int(power_iterations)}
+    svd_options = {
+        "oversampling": options["oversampling"],
+        "power_iterations": options["power_iterations"],
+    }
     shifted = op - identity(num_params, op.dtype)
     tops = {}
     for index, (name, operator) in enumerate((("top_j", op), ("top_j_minus_i", shifted))):
         t0 = time.perf_counter()
         tops[name], was_resumed = _top_triplets(
-            operator, k, key=keys[index], method=method, depth=depth, options=svd_options,
-            counter=counter, folder=folder, name=name, progress=progress,
+            operator,
+            k,
+            key=keys[index],
+            method=method,
+            depth=depth,
+            options=svd_options,
+            counter=counter,
+            folder=folder,
+            name=name,
+            progress=progress,
         )
         if was_resumed:
             resumed.append(name)
         timings[name] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    nodes, weights, batch_resumed = _density_probes(
-        op, keys[2], num_probes, probes_per_batch, density_depth, folder, progress
+    top = tops["top_j"]["values"][0] + tops["top_j"]["residuals"][0]
+    grid = np.linspace(0.0, 1.05 * top, options["num_points"])
+    bandwidth = bandwidth if bandwidth is not None else 0.005 * top
+    combined, batch_resumed = _density_batches(
+        op, keys[2], grid, bandwidth, options, folder, counter, progress
     )
     resumed.extend(f"density:{b}" for b in batch_resumed)
-    density = _histogram(nodes, weights, num_params, num_bins, density_depth)
-    regions = _region_estimates(nodes, weights, num_params, taus)
+    density = _histogram(combined, options["num_bins"], options["density_depth"], bandwidth)
+    regions = _region_estimates(combined, taus)
     timings["density"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start_all
     jax.effects_barrier()
@@ -407,82 +498,136 @@ def matrix_free_analysis(
     )
 
 
-def _density_probes(op, key, num_probes, per_batch, depth, folder, progress):
-    """Quadrature nodes (singular values) and weights of every probe, batch by batch."""
-    gram = op.T @ op
+def _density_batches(op, key, grid, bandwidth, options, folder, counter, progress):
+    """`spectral_density` of J, `probes_per_batch` probes at a time, each batch saved."""
+    num_probes, per_batch = options["num_probes"], options["probes_per_batch"]
+    depth = options["density_depth"]
     num_batches = -(-num_probes // per_batch)
-    nodes, weights, resumed = [], [], []
-    progress("density", 0, num_batches)
+    expected = 2 * depth * num_probes
+    done = {"sweeps": 0}
+    before = counter.total
+
+    def report():
+        progress("density", done["sweeps"] + counter.total - before, expected)
+
+    counter.listener = report
+    report()
+    parts, resumed = [], []
     for batch in range(num_batches):
+        size = min(per_batch, num_probes - batch * per_batch)
         path = None if folder is None else folder / "probes" / f"batch_{batch:05d}.npz"
         if path is not None and path.exists():
             with np.load(path) as saved:
-                batch_nodes, batch_weights = saved["nodes"], saved["weights"]
+                part = {name: saved[name] for name in saved.files}
             resumed.append(batch)
+            done["sweeps"] += 2 * depth * size
         else:
-            size = min(per_batch, num_probes - batch * per_batch)
-            batch_nodes, batch_weights = _quadrature(
-                gram, jax.random.fold_in(key, batch), size, depth
+            estimate = linalg.spectral_density(
+                op,
+                key=jax.random.fold_in(key, batch),
+                num_probes=size,
+                depth=depth,
+                grid=grid,
+                bandwidth=bandwidth,
             )
+            part = {
+                "density": np.asarray(estimate.density),
+                "nodes": np.asarray(estimate.nodes),
+                "weights": np.asarray(estimate.weights),
+                "num_matvecs": np.asarray(estimate.num_matvecs),
+            }
             if path is not None:
-                _save_npz(path, nodes=batch_nodes, weights=batch_weights)
-        nodes.append(batch_nodes)
-        weights.append(batch_weights)
-        progress("density", batch + 1, num_batches)
-    return np.concatenate(nodes), np.concatenate(weights), resumed
+                _save_npz(path, **part)
+        parts.append(part)
+        report()
+    jax.effects_barrier()
+    counter.listener = None
+    nodes = np.concatenate([part["nodes"] for part in parts])
+    combined = linalg.SpectralDensity(
+        grid=np.asarray(grid),
+        density=sum(part["density"] * part["nodes"].shape[0] for part in parts) / num_probes,
+        nodes=nodes,
+        weights=np.concatenate([part["weights"] for part in parts]),
+        dimension=op.shape[0],
+        num_matvecs=int(sum(int(part["num_matvecs"]) for part in parts)),
+    )
+    return combined, resumed
 
 
-def _per_probe(values: np.ndarray) -> tuple[float, float]:
-    """Mean over probes (axis 0) and its standard error."""
-    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.shape[0]))
+def _quadrature_bracket(density, lo: float, hi: float) -> list[float]:
+    """[low, high] for the mass in [lo, hi] (a fraction of the dimension): the probe
+    means of the Chebyshev-Markov-Stieltjes bounds, widened by 3 standard errors."""
+    nodes, weights = np.asarray(density.nodes), np.asarray(density.weights)
+    lower, upper = [], []
+    for probe_nodes, probe_weights in zip(nodes, weights, strict=True):
+        keep = probe_weights > np.finfo(probe_weights.dtype).eps * density.dimension
+        order = np.argsort(probe_nodes[keep])
+        x, w = probe_nodes[keep][order], probe_weights[keep][order] / density.dimension
+        inside = np.flatnonzero((x >= lo) & (x <= hi))
+        below, above = np.flatnonzero(x < lo), np.flatnonzero(x > hi)
+        first = below[-1] if below.size else 0
+        last = above[0] if above.size else x.size - 1
+        upper.append(w[first : last + 1].sum())
+        lower.append(w[inside[1:-1]].sum() if inside.size > 2 else 0.0)
+    num = len(lower)
+    low = np.mean(lower) - 3 * np.std(lower, ddof=1) / np.sqrt(num)
+    high = np.mean(upper) + 3 * np.std(upper, ddof=1) / np.sqrt(num)
+    return [float(max(low, 0.0)), float(min(high, 1.0))]
 
 
-def _region_estimates(nodes, weights, num_params, taus) -> RegionEstimates:
-    counts = {name: ([], []) for name in REGIONS}
-    fraction = ([], [])
-    for tau in taus:
-        masks = region_masks(nodes.ravel(), tau)
-        for name in REGIONS:
-            inside = masks[name].reshape(nodes.shape)
-            value, stderr = _per_probe(num_params * (weights * inside).sum(axis=1))
-            counts[name][0].append(value)
-            counts[name][1].append(stderr)
-            if name == "bulk":
-                fraction[0].append(value / num_params)
-                fraction[1].append(stderr / num_params)
+def _region_estimates(density, taus) -> RegionEstimates:
+    """Counts per region, from `linalg.fraction_in` on the probes' quadrature rules."""
+    num = density.dimension
+    bounds = {
+        "chaotic": lambda tau: (1 + tau, np.inf),
+        "bulk": lambda tau: (1 - tau, 1 + tau),
+        "stable": lambda tau: (-np.inf, 1 - tau),
+    }
+    fields = {}
+    for name in REGIONS:
+        values, errors, ranges = [], [], []
+        for tau in taus:
+            fraction = linalg.fraction_in(density, *bounds[name](tau))
+            values.append(float(fraction.value))
+            errors.append(float(fraction.stderr))
+            ranges.append(_quadrature_bracket(density, *bounds[name](tau)))
+        if name == "bulk":
+            fields["bulk_fraction"] = values
+            fields["bulk_fraction_stderr"] = errors
+            fields["bulk_fraction_range"] = ranges
+        fields[name] = [num * v for v in values]
+        fields[f"{name}_stderr"] = [num * e for e in errors]
+        fields[f"{name}_range"] = [[num * lo, num * hi] for lo, hi in ranges]
     return RegionEstimates(
         taus=list(taus),
-        chaotic=counts["chaotic"][0],
-        chaotic_stderr=counts["chaotic"][1],
-        bulk=counts["bulk"][0],
-        bulk_stderr=counts["bulk"][1],
-        stable=counts["stable"][0],
-        stable_stderr=counts["stable"][1],
-        bulk_fraction=fraction[0],
-        bulk_fraction_stderr=fraction[1],
-        num_directions=int(num_params),
-        num_probes=int(nodes.shape[0]),
+        num_directions=int(num),
+        num_probes=int(density.nodes.shape[0]),
+        **fields,
     )
 
 
-def _histogram(nodes, weights, num_params, num_bins, depth) -> SingularValueDensity:
-    """Counts per log-spaced bin (first edge 0) from the probes' nodes and weights."""
-    carried = nodes[weights > 0]
-    positive = carried[carried > 0]
-    top = float(carried.max()) if carried.size else 1.0
+def _histogram(density, num_bins, depth, bandwidth) -> SingularValueDensity:
+    """Counts per log-spaced bin (first edge 0, last the largest node) with stderr."""
+    nodes = np.asarray(density.nodes)[np.asarray(density.weights) > 0]
+    top = float(nodes.max())
+    positive = nodes[nodes > 0]
     bottom = float(positive.min()) if positive.size else top / 10
-    if not bottom < top:
-        bottom = top / 10
-    edges = np.concatenate([[0.0], np.geomspace(bottom, top * (1 + 1e-6), num_bins)])
-    index = np.clip(np.searchsorted(edges, nodes, side="right") - 1, 0, num_bins - 1)
-    per_probe = np.zeros((nodes.shape[0], num_bins))
-    for probe in range(nodes.shape[0]):
-        np.add.at(per_probe[probe], index[probe], num_params * weights[probe])
-    stderr = per_probe.std(axis=0, ddof=1) / np.sqrt(nodes.shape[0])
+    bottom = bottom if bottom < top else top / 10
+    edges = np.concatenate([[0.0], np.geomspace(bottom, top, num_bins)])
+    edges[-1] = np.nextafter(top, np.inf)
+    counts, stderr = [], []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        # fraction_in counts [lo, hi]; a node on a shared edge belongs to the upper bin.
+        fraction = linalg.fraction_in(density, lo, np.nextafter(hi, -np.inf))
+        counts.append(density.dimension * float(fraction.value))
+        stderr.append(density.dimension * float(fraction.stderr))
     return SingularValueDensity(
+        grid=np.asarray(density.grid).tolist(),
+        density=np.asarray(density.density).tolist(),
+        bandwidth=float(bandwidth),
         edges=edges.tolist(),
-        counts=per_probe.mean(axis=0).tolist(),
-        counts_stderr=stderr.tolist(),
-        num_probes=int(nodes.shape[0]),
+        counts=counts,
+        counts_stderr=stderr,
+        num_probes=int(density.nodes.shape[0]),
         depth=int(depth),
     )

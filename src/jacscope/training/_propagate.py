@@ -18,6 +18,7 @@ stored part would not fit in memory).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -111,6 +112,7 @@ class TangentPropagation:
         """Tangent elements per column carried from step to step (params and state)."""
         return sum(math.prod(a.shape) for a in self._tangent_avals)
 
+    @functools.cached_property
     def prepared_shapes(self) -> list[jax.ShapeDtypeStruct]:
         """Shapes of the known arrays stored per step (`residuals`, without the T axis)."""
 
@@ -128,12 +130,10 @@ class TangentPropagation:
     def step_flops(self, k: int) -> float:
         """Floating-point operations of one step for K columns (XLA cost analysis)."""
         tangents = [
-            jax.ShapeDtypeStruct(
-                a.shape[:axis] + (k,) + a.shape[axis:], a.dtype
-            )
+            jax.ShapeDtypeStruct(a.shape[:axis] + (k,) + a.shape[axis:], a.dtype)
             for a, axis in zip(self._tangent_avals, self._axes, strict=True)
         ]
-        lowered = jax.jit(self.program.apply).lower(tangents, self.prepared_shapes())
+        lowered = jax.jit(self.program.apply).lower(tangents, self.prepared_shapes)
         cost = lowered.cost_analysis()
         if isinstance(cost, list | tuple):
             cost = cost[0] if cost else {}

@@ -24,6 +24,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jacscope._io import read_json, write_json_atomic
+
 FORMAT = "jacscope.training_jacobian/1"
 MATRIX = "jacobian.npy"
 MANIFEST = "manifest.json"
@@ -45,8 +47,8 @@ def hash_json(value: Any, what: str) -> str:
     """SHA-256 of a JSON-able value (keys sorted); `ValueError` naming `what` if it is
     not JSON-able."""
     try:
-        text = json.dumps(value, sort_keys=True, allow_nan=True)
-    except TypeError as err:
+        text = json.dumps(value, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as err:
         raise ValueError(f"{what} must be JSON-serialisable: {err}") from None
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -55,23 +57,13 @@ def _combined(fingerprint: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
 
 
-def _write_json_atomic(path: str, value: Any) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def read_manifest(folder: str) -> dict | None:
     """The manifest in `folder`, or None when there is none."""
     path = os.path.join(folder, MANIFEST)
     if not os.path.exists(path):
         return None
     try:
-        with open(path) as f:
-            return json.load(f)
+        return read_json(path)
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(
             f"{path} is unreadable ({err}); pass force=True (--force) to start over"
@@ -159,7 +151,10 @@ class ChunkStore:
                 if os.path.exists(name):
                     os.remove(name)
             matrix = np.lib.format.open_memmap(
-                self._matrix_path, mode="w+", dtype=self.dtype, shape=self.shape,
+                self._matrix_path,
+                mode="w+",
+                dtype=self.dtype,
+                shape=self.shape,
                 fortran_order=True,
             )
             matrix.flush()
@@ -207,4 +202,4 @@ class ChunkStore:
             "finished": sorted(self.finished),
             **self.info,
         }
-        _write_json_atomic(self._manifest_path, manifest)
+        write_json_atomic(self._manifest_path, manifest, indent=1)

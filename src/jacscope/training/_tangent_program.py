@@ -179,7 +179,10 @@ class TangentProgram:
 
     def apply(self, tangents: Sequence[jax.Array], prepared: Sequence[jax.Array]) -> list:
         """Apply the linear map to tangent buffers (K columns each); see the class doc."""
-        width = {int(jnp.shape(t)[self._bufs[i].axis]) for t, i in zip(tangents, self._in_bufs)}
+        width = {
+            int(jnp.shape(t)[self._bufs[i].axis])
+            for t, i in zip(tangents, self._in_bufs, strict=True)
+        }
         if len(width) != 1:
             raise ValueError(f"tangent buffers disagree on the number of columns: {width}")
         (k,) = width
@@ -329,9 +332,7 @@ class TangentProgram:
                 for c in closed.consts
             ]
             return self._walk(closed.jaxpr, consts, args)
-        if prim in _IDENTITY or (
-            prim is prims.convert_element_type_p and args[0].dtype == dtype
-        ):
+        if prim in _IDENTITY or (prim is prims.convert_element_type_p and args[0].dtype == dtype):
             return [args[0]]
         if prim is prims.neg_p:
             return [self._scale(args[0], -1.0, shape)]
@@ -340,9 +341,7 @@ class TangentProgram:
             return [self._scale(t, c, shape)]
         if prim is prims.div_p and lazy == [True, False]:
             c = args[1]
-            inv = 1.0 / c if _is_scalar(c) else self._known(
-                lambda x: [1.0 / x], [c], [c.shape]
-            )[0]
+            inv = 1.0 / c if _is_scalar(c) else self._known(lambda x: [1.0 / x], [c], [c.shape])[0]
             return [self._scale(args[0], inv, shape)]
         if prim in (prims.add_p, prims.add_jaxvals_p):
             return [self._sum([(args[0], 1.0), (args[1], 1.0)], shape, dtype)]
@@ -391,9 +390,7 @@ class TangentProgram:
         def widen(c):
             if _is_scalar(c):
                 return c
-            return self._known(
-                lambda x: [lax.broadcast_in_dim(x, shape, dims)], [c], [shape]
-            )[0]
+            return self._known(lambda x: [lax.broadcast_in_dim(x, shape, dims)], [c], [shape])[0]
 
         terms = {}
         for (buf, spec), coef in lazy.terms.items():
@@ -407,9 +404,7 @@ class TangentProgram:
     def _natural_axis(self, lazy: _Lazy) -> int:
         if not lazy.terms:
             return canonical_axis(len(lazy.shape))
-        (buf_index, spec), _ = max(
-            lazy.terms.items(), key=lambda item: self._bufs[item[0][0]].size
-        )
+        (buf_index, spec), _ = max(lazy.terms.items(), key=lambda item: self._bufs[item[0][0]].size)
         buf = self._bufs[buf_index]
         if buf.size < math.prod(lazy.shape):
             return canonical_axis(len(lazy.shape))
@@ -425,11 +420,14 @@ class TangentProgram:
             return self._materialized[cache_key]
         self._keepalive.append(lazy)
         if lazy.const is None and len(lazy.terms) == 1:
-            ((buf_index, spec), coef), = lazy.terms.items()
+            (((buf_index, spec), coef),) = lazy.terms.items()
             buf = self._bufs[buf_index]
             if (
-                _is_scalar(coef) and coef == 1 and buf.shape == lazy.shape
-                and spec == tuple(range(len(spec))) and buf.dtype == lazy.dtype
+                _is_scalar(coef)
+                and coef == 1
+                and buf.shape == lazy.shape
+                and spec == tuple(range(len(spec)))
+                and buf.dtype == lazy.dtype
             ):
                 out = buf if buf.axis == axis else self._move(buf, axis)
                 self._materialized[cache_key] = out
@@ -487,8 +485,12 @@ class TangentProgram:
 
     def _move(self, buf: _Buf, axis: int) -> _Buf:
         return self._emit(
-            buf.shape, buf.dtype, axis,
-            lambda k, xs, cs, _f=buf.axis: jnp.moveaxis(xs[0], _f, axis), [buf], [],
+            buf.shape,
+            buf.dtype,
+            axis,
+            lambda k, xs, cs, _f=buf.axis: jnp.moveaxis(xs[0], _f, axis),
+            [buf],
+            [],
         )
 
     def _buf(self, value, axis: int | None = None) -> _Buf:
@@ -509,13 +511,12 @@ class TangentProgram:
         (lc, rc), (lb, rb) = params["dimension_numbers"]
         t_contract, t_batch = (lc, lb) if tangent_is_lhs else (rc, rb)
         k_contract, k_batch = (rc, rb) if tangent_is_lhs else (lc, lb)
-        t_free = [
-            i for i in range(len(t_lazy.shape)) if i not in t_contract and i not in t_batch
-        ]
+        t_free = [i for i in range(len(t_lazy.shape)) if i not in t_contract and i not in t_batch]
         # Positions of K that keep it inside the block of free dimensions.
         valid = [*t_free, t_free[-1] + 1] if t_free else [0]
-        base = len(t_batch) + (0 if tangent_is_lhs else len(known.shape) - len(k_contract)
-                               - len(k_batch))
+        base = len(t_batch) + (
+            0 if tangent_is_lhs else len(known.shape) - len(k_contract) - len(k_batch)
+        )
         # Cost in elements per column of each choice: materialising or moving the
         # tangent operand, and leaving the output's K axis off its canonical place.
         t_size, out_size = math.prod(t_lazy.shape), math.prod(shape)
@@ -551,7 +552,7 @@ class TangentProgram:
         swaps the two blocks of free dimensions (the backward pass of a dense layer)."""
         if lazy.const is not None or len(lazy.terms) != 1:
             return None
-        ((buf_index, spec), coef), = lazy.terms.items()
+        (((buf_index, spec), coef),) = lazy.terms.items()
         if buf_index not in self._dots or not (_is_scalar(coef) and coef == 1):
             return None
         params, t_lazy, known, tangent_is_lhs = self._dots[buf_index]
@@ -561,9 +562,7 @@ class TangentProgram:
         nb = len(lb)
         n_lhs = len(lhs_shape) - len(lc) - nb
         n_rhs = len(rhs_shape) - len(rc) - nb
-        swap = (
-            *range(nb), *range(nb + n_lhs, nb + n_lhs + n_rhs), *range(nb, nb + n_lhs)
-        )
+        swap = (*range(nb), *range(nb + n_lhs, nb + n_lhs + n_rhs), *range(nb, nb + n_lhs))
         if tuple(perm) != swap:
             return None
         swapped = dict(params, dimension_numbers=((rc, lc), (rb, lb)))
@@ -575,8 +574,12 @@ class TangentProgram:
         batched = tuple(a + (1 if a >= buf.axis else 0) for a in axes)
         axis = buf.axis - sum(1 for a in axes if a < buf.axis)
         out = self._emit(
-            shape, dtype, axis,
-            lambda k, xs, cs: jnp.sum(xs[0], axis=batched, dtype=dtype), [buf], [],
+            shape,
+            dtype,
+            axis,
+            lambda k, xs, cs: jnp.sum(xs[0], axis=batched, dtype=dtype),
+            [buf],
+            [],
         )
         return self._lazy_of(out)
 
