@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from jacscope.data import load_dataset, make_batches
@@ -127,16 +128,15 @@ def product_costs(run: TrainingRun, args) -> dict:
         op = training_jacobian_operator(run, checkpoint_every=checkpoint)
         build_s = time.perf_counter() - start
         v = jax.random.normal(key, (op.shape[0],), op.dtype)
-        cost = op.cost()
+        V = jax.random.normal(key, (op.shape[0], max(args.batched, 1)), op.dtype)
         rows[mode] = {
             "build": build_s,
-            "mv": _seconds(lambda op=op: op.mv(v), 1),
-            "rmv": _seconds(lambda op=op: op.rmv(v), 1),
-            "cost": cost._asdict(),
+            "mv": _seconds(lambda op=op, v=v: op.mv(v), 1),
+            "rmv": _seconds(lambda op=op, v=v: op.rmv(v), 1),
+            "cost": op.cost()._asdict(),
         }
         if args.batched > 1:
-            V = jax.random.normal(key, (op.shape[0], args.batched), op.dtype)
-            rows[mode]["mm"] = _seconds(lambda op=op: op.mm(V), 1)
+            rows[mode]["mm"] = _seconds(lambda op=op, V=V: op.mm(V), 1)
         del op
     return rows
 
@@ -152,27 +152,24 @@ def one_model(args) -> dict:
     costs = product_costs(run, args)
     console.print(f"costs measured ({_fmt_time(costs['train'])} per training run)")
 
-    def progress(stage, done, total):
-        console.print(f"  {stage}: {done}/{total}", end="\r")
-
     out = Path(args.out) / description["model"] if args.out else None
     start = time.perf_counter()
-    result = matrix_free_analysis(
-        run,
-        k=args.k,
-        key=jax.random.key(0),
-        method=args.method,
-        depth=args.depth,
-        num_probes=args.probes,
-        probes_per_batch=args.probes,
-        density_depth=args.density_depth,
-        checkpoint_every=None if args.checkpoint == "none" else (
-            args.checkpoint if args.checkpoint == "sqrt" else int(args.checkpoint)
-        ),
-        out=out,
-        config=description,
-        progress=progress,
-    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        tasks = {}
+
+        def progress(stage, done, total):
+            if stage not in tasks:
+                unit = "sweeps through training"
+                tasks[stage] = bar.add_task(f"{stage} ({unit})", total=total)
+            bar.update(tasks[stage], completed=min(done, total), total=total)
+
+        result = _analysis(run, args, out, description, progress)
     seconds = time.perf_counter() - start
     return {
         "description": description,
@@ -185,11 +182,39 @@ def one_model(args) -> dict:
     }
 
 
+def _analysis(run, args, out, description, progress):
+    if args.checkpoint in ("none", "sqrt"):
+        checkpoint = None if args.checkpoint == "none" else "sqrt"
+    else:
+        checkpoint = int(args.checkpoint)
+    return matrix_free_analysis(
+        run,
+        k=args.k,
+        key=jax.random.key(0),
+        method=args.method,
+        depth=args.depth,
+        num_probes=args.probes,
+        probes_per_batch=args.probes,
+        density_depth=args.density_depth,
+        checkpoint_every=checkpoint,
+        out=out,
+        config=description,
+        progress=progress,
+    )
+
+
 def _cost_table(report: dict) -> Table:
     costs = report["costs"]
     table = Table(title=f"cost of one product through training ({report['description']['model']})")
-    for column in ("memory mode", "product", "time", "x training", "sweeps", "working memory",
-                   "stored trajectory"):
+    for column in (
+        "memory mode",
+        "product",
+        "time",
+        "x training",
+        "sweeps",
+        "working memory",
+        "stored trajectory",
+    ):
         table.add_column(column, justify="right")
     table.add_row("-", "training", _fmt_time(costs["train"]), "1.00", "1", "", "")
     for mode in ("stored", "sqrt"):
@@ -198,18 +223,38 @@ def _cost_table(report: dict) -> Table:
         row = costs[mode]
         cost = row["cost"]
         label = "stored" if mode == "stored" else f"checkpoints every {cost['checkpoint_every']}"
-        table.add_row(label, "build", _fmt_time(row["build"]), f"{row['build'] / costs['train']:.2f}",
-                      "1" if mode == "sqrt" else "2", "", _fmt_bytes(cost["stored_bytes"]))
-        for name, sweeps, nbytes in (("mv", cost["mv_sweeps"], cost["mv_bytes"]),
-                                     ("rmv", cost["rmv_sweeps"], cost["rmv_bytes"])):
-            table.add_row(label, name, _fmt_time(row[name]), f"{row[name] / costs['train']:.2f}",
-                          str(sweeps), _fmt_bytes(nbytes), "")
+        table.add_row(
+            label,
+            "build",
+            _fmt_time(row["build"]),
+            f"{row['build'] / costs['train']:.2f}",
+            "1" if mode == "sqrt" else "2",
+            "",
+            _fmt_bytes(cost["stored_bytes"]),
+        )
+        for name, sweeps, nbytes in (
+            ("mv", cost["mv_sweeps"], cost["mv_bytes"]),
+            ("rmv", cost["rmv_sweeps"], cost["rmv_bytes"]),
+        ):
+            table.add_row(
+                label,
+                name,
+                _fmt_time(row[name]),
+                f"{row[name] / costs['train']:.2f}",
+                str(sweeps),
+                _fmt_bytes(nbytes),
+                "",
+            )
         if "mm" in row:
             k = report["batched"]
             per = row["mm"] / k
             table.add_row(
-                label, f"mm, {k} vectors", _fmt_time(row["mm"]),
-                f"{row['mm'] / costs['train']:.2f}", "1", "",
+                label,
+                f"mm, {k} vectors",
+                _fmt_time(row["mm"]),
+                f"{row['mm'] / costs['train']:.2f}",
+                "1",
+                "",
                 f"throughput x{row['mv'] / per:.2f} of mv",
             )
     return table
@@ -244,8 +289,12 @@ def _analysis_table(report: dict, limit_minutes: float | None) -> Table:
         "bulk fraction (estimated)",
         ", ".join(
             f"{f:.4f} +- {e:.4f} (tau {t:g})"
-            for f, e, t in zip(regions["bulk_fraction"], regions["bulk_fraction_stderr"],
-                               regions["taus"], strict=True)
+            for f, e, t in zip(
+                regions["bulk_fraction"],
+                regions["bulk_fraction_stderr"],
+                regions["taus"],
+                strict=True,
+            )
         ),
     )
     density = result["density"]
@@ -256,12 +305,16 @@ def _analysis_table(report: dict, limit_minutes: float | None) -> Table:
     )
     sweeps = result["sweeps"]
     total = report["analysis_seconds"]
-    verdict = "" if limit_minutes is None else (
-        f" ({'under' if total < 60 * limit_minutes else 'OVER'} {limit_minutes:g} min)"
+    verdict = (
+        ""
+        if limit_minutes is None
+        else (f" ({'under' if total < 60 * limit_minutes else 'OVER'} {limit_minutes:g} min)")
     )
     table.add_row("wall time", _fmt_time(total) + verdict)
-    table.add_row("passes through training",
-                  f"{sweeps['total']} ({sweeps['mv']} forward, {sweeps['rmv']} reverse)")
+    table.add_row(
+        "passes through training",
+        f"{sweeps['total']} ({sweeps['mv']} forward, {sweeps['rmv']} reverse)",
+    )
     table.add_row("peak memory (process)", _fmt_bytes(report["peak_mib"] * 2**20))
     itemsize = 8 if result["dtype"] == "float64" else 4
     dense = num_params**2 * itemsize
@@ -290,8 +343,9 @@ def main(argv=None) -> int:
     parser.add_argument("--depth", type=int, default=None, help="Lanczos depth of svd_topk")
     parser.add_argument("--probes", type=int, default=2, help="density probes")
     parser.add_argument("--density-depth", type=int, default=30)
-    parser.add_argument("--checkpoint", default="none",
-                        help="'none' (stored trajectory), 'sqrt' or an integer")
+    parser.add_argument(
+        "--checkpoint", default="none", help="'none' (stored trajectory), 'sqrt' or an integer"
+    )
     parser.add_argument("--batched", type=int, default=8, help="vectors in the mm timing")
     parser.add_argument("--cost-modes", default="stored,sqrt")
     parser.add_argument("--limit-minutes", type=float, default=60.0)

@@ -18,7 +18,7 @@ def _mtimes(folder):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    assert main(["train-jacobian", *TINY, "--out", str(out)]) == 0
+    assert main(["train-jacobian", *TINY, "--restricted-ks", "30,120", "--out", str(out)]) == 0
     return out
 
 
@@ -29,6 +29,7 @@ def test_writes_every_file(finished):
     assert report["num_params"] == 64 * 8 + 8 + 8 * 10 + 10
     assert report["num_steps"] == 256 // 32
     assert list(report["analyses"]) == list(DEFAULT_ANALYSES)
+    assert report["analyses"]["restricted"]["numbers"]["ks"] == [30, 120]
     assert report["config"]["hidden"] == 8 and report["config"]["train_size"] == 256
     regions = report["regions"]
     for chaotic, bulk, stable in zip(
@@ -44,7 +45,8 @@ def test_writes_every_file(finished):
     with np.load(finished / "spectrum.npz") as spectrum:
         assert set(spectrum.files) == {"S"}
         S = spectrum["S"]
-    np.testing.assert_allclose(S, np.linalg.svd(J.astype(np.float64), compute_uv=False), rtol=1e-4, atol=1e-5)
+    exact = np.linalg.svd(J.astype(np.float64), compute_uv=False)
+    np.testing.assert_allclose(S, exact, rtol=1e-4, atol=1e-5)
     assert regions["bulk"][0] == np.count_nonzero(np.abs(S - 1) <= 1e-3)
     # One embedded figure for the spectrum and for each further analysis.
     html = (finished / "report.html").read_text()
@@ -52,29 +54,22 @@ def test_writes_every_file(finished):
     assert "<table>" in html
 
 
-def test_second_run_resumes_without_recomputing(finished):
+def test_second_run_resumes_and_redoes_only_what_is_missing(finished):
+    # As after a run killed during the first analysis: its result and report.json missing.
+    (finished / "report.json").unlink()
+    (finished / "analyses" / "spectrum.json").unlink()
     before = _mtimes(finished)
     jacobian_mtime = (finished / "jacobian.npy").stat().st_mtime_ns
-    assert main(["train-jacobian", *TINY, "--out", str(finished)]) == 0
+    args = ["train-jacobian", *TINY, "--restricted-ks", "30,120", "--out", str(finished)]
+    assert main(args) == 0
     report = json.loads((finished / "report.json").read_text())
-    assert set(report["resumed"]) == {"jacobian", *DEFAULT_ANALYSES}
-    assert _mtimes(finished) == before
-    assert (finished / "jacobian.npy").stat().st_mtime_ns == jacobian_mtime
-
-
-def test_interrupted_analysis_is_redone_alone(finished):
-    (finished / "report.json").unlink()
-    (finished / "analyses" / "alignment.json").unlink()
-    before = _mtimes(finished)
-    assert main(["train-jacobian", *TINY, "--out", str(finished)]) == 0
-    report = json.loads((finished / "report.json").read_text())
-    assert "alignment" not in report["resumed"]
-    assert set(report["resumed"]) == {"jacobian", *DEFAULT_ANALYSES} - {"alignment"}
+    assert set(report["resumed"]) == {"jacobian", "svd", *DEFAULT_ANALYSES} - {"spectrum"}
     after = _mtimes(finished)
-    assert "alignment.json" in after
-    assert {k: v for k, v in after.items() if not k.startswith("alignment")} == {
-        k: v for k, v in before.items() if not k.startswith("alignment")
-    }
+    assert "spectrum.json" in after
+    del after["spectrum.json"]
+    assert after == before
+    assert (finished / "jacobian.npy").stat().st_mtime_ns == jacobian_mtime
+    assert report["regions"] == report["analyses"]["spectrum"]["numbers"]
 
 
 def test_report_rerenders_from_saved_results(finished):
@@ -91,21 +86,27 @@ def test_report_refuses_an_unfinished_folder(tmp_path, capsys):
     assert "report.json" in capsys.readouterr().err
 
 
-def test_other_config_refused_without_force_then_forced(finished, capsys):
+def test_other_config_refused_without_force(finished, capsys):
     report_json = (finished / "report.json").read_text()
     other = ["--hidden", "6", *TINY[2:]]
     assert main(["train-jacobian", *other, "--out", str(finished)]) == 2
-    assert "--force" in capsys.readouterr().err
+    assert "differing: hidden; pass --force" in capsys.readouterr().err
     assert (finished / "report.json").read_text() == report_json
-    args = ["train-jacobian", *other, "--analyses", "spectrum", "--force", "--out", str(finished)]
-    assert main(args) == 0
-    report = json.loads((finished / "report.json").read_text())
-    assert report["config"]["hidden"] == 6 and report["resumed"] == []
-    assert list(report["analyses"]) == ["spectrum"]
-    assert sorted(p.name for p in (finished / "analyses").iterdir()) == ["spectrum.json"]
 
 
 def test_unknown_analysis_is_refused(tmp_path, capsys):
     args = ["train-jacobian", *TINY, "--analyses", "spectrum,nope", "--out", str(tmp_path)]
     assert main(args) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_force_starts_over_for_another_config(finished):
+    # Runs last: it replaces the folder's results.
+    args = ["train-jacobian", "--hidden", "6", *TINY[2:], "--analyses", "spectrum", "--force"]
+    assert main([*args, "--out", str(finished)]) == 0
+    report = json.loads((finished / "report.json").read_text())
+    assert report["config"]["hidden"] == 6 and report["resumed"] == []
+    assert report["num_params"] == 64 * 6 + 6 + 6 * 10 + 10
+    assert list(report["analyses"]) == ["spectrum"]
+    assert sorted(p.name for p in (finished / "analyses").iterdir()) == ["spectrum.json"]
+    assert np.load(finished / "jacobian.npy").shape == (report["num_params"],) * 2

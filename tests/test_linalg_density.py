@@ -98,16 +98,16 @@ def test_density_is_reproducible_under_jit_and_checks_its_grid(key):
 
 
 def test_logdet_exact_and_stochastic(key):
-    matrix = with_eigenvalues(np.linspace(0.5, 3.0, 100), seed=8)
+    matrix = with_eigenvalues(np.linspace(0.5, 3.0, 80), seed=8)
     exact = np.linalg.slogdet(matrix)[1]
     op = dense_operator(matrix)
     dense = linalg.logdet(op, key=key)
     np.testing.assert_allclose(float(dense.value), exact, rtol=1e-12)
-    assert float(dense.stderr) == 0 and dense.num_matvecs == 100
-    slq = linalg.logdet(op, key=key, dense_threshold=0, num_probes=30, depth=20)
+    assert float(dense.stderr) == 0 and dense.num_matvecs == 80
+    options = {"num_probes": NUM_PROBES, "depth": DEPTH}
+    slq = linalg.logdet(op, key=key, dense_threshold=0, **options)
     assert abs(float(slq.value) - exact) <= 4 * float(slq.stderr)
-    assert slq.num_matvecs == 30 * 20
-    jitted = jax.jit(lambda k: linalg.logdet(op, key=k, dense_threshold=0, num_probes=30, depth=20))
-    np.testing.assert_allclose(float(jitted(key).value), float(slq.value), rtol=1e-12)
-    indefinite = dense_operator(with_eigenvalues(np.linspace(-1.0, 1.0, 100)))
+    assert slq.num_matvecs == NUM_PROBES * DEPTH
+    # Positive determinant, but indefinite: the Cholesky-based exact path says NaN.
+    indefinite = dense_operator(with_eigenvalues(np.linspace(-1.0, 1.0, 80)))
     assert np.isnan(float(linalg.logdet(indefinite, key=key).value))

@@ -11,7 +11,7 @@ from jacscope import linalg
 from jacscope.data import load_digits
 from jacscope.models import classification_loss, init_mlp, mlp_apply
 
-SIZES = (64, 16, 10)  # 1210 parameters
+SIZES = (64, 8, 10)  # 610 parameters
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def jacobian(trained):
 
 def test_lanczos_svd_of_the_parameter_jacobian(jacobian, key):
     op, dense = jacobian
-    assert op.shape == dense.shape == (160, 1210)
+    assert op.shape == dense.shape == (160, 610)
     exact = np.linalg.svd(dense, compute_uv=False)
     U, S, Vt, info = linalg.svd_topk(op, 12, key=key, method="lanczos")
     np.testing.assert_allclose(np.asarray(S), exact[:12], rtol=1e-6)
@@ -83,12 +83,10 @@ def hessian(trained):
     return op, np.asarray(jax.hessian(flat_loss)(flat))
 
 
-def test_hessian_eigenvalues_and_trace(hessian, key):
+def test_hessian_eigenvalues(hessian, key):
     op, dense = hessian
     exact = np.linalg.eigvalsh(dense)
     by_magnitude = exact[np.argsort(-np.abs(exact))][:6]
     values, _, info = linalg.eigh_topk(op, 6, key=key, which="largest_magnitude", depth=60)
     np.testing.assert_allclose(np.asarray(values), by_magnitude, rtol=1e-6)
     assert np.all(np.asarray(info.residuals) <= 1e-5 * abs(by_magnitude[0]))
-    estimate = linalg.trace(op, key=key, method="hutchpp", num_matvecs=60)
-    assert abs(float(estimate.value) - np.trace(dense)) <= 4 * float(estimate.stderr)

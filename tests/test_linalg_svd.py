@@ -58,13 +58,9 @@ def test_randomized_is_as_accurate_as_its_residuals_claim(name, key):
     transposed = np.linalg.norm(matrix.T @ np.asarray(U) - np.asarray(Vt).T * S, axis=0)
     assert np.all(transposed <= 1e-12 * top[0])
     assert info.num_matvecs == (K + 10) * 6 + K
-
-
-def test_randomized_is_exact_on_low_rank_within_the_sketch(key):
-    matrix, exact = _problem("low_rank")  # rank 8 < k + oversampling
-    _, S, _, info = linalg.svd_topk(dense_operator(matrix), 8, key=key, power_iterations=0)
-    np.testing.assert_allclose(np.asarray(S), exact[:8], rtol=1e-12)
-    assert np.all(np.asarray(info.residuals) <= 1e-12 * exact[0])
+    if name == "low_rank":  # rank 8 < k + oversampling: the sketch holds the whole range
+        np.testing.assert_allclose(S[:8], top[:8], rtol=1e-12)
+        assert np.all(residuals <= 1e-12 * top[0])
 
 
 @pytest.mark.parametrize("method", ["randomized", "lanczos"])

@@ -17,7 +17,7 @@ solve = jax.jit(solve_sequence, static_argnums=0, static_argnames=OPTIONS)
 
 
 def _gru(key, gain, hidden=6, features=3):
-    """A GRU step; gain scales the recurrent weights (gain 12: positive Lyapunov exponent)."""
+    """A GRU step; gain scales the recurrent weights (gain 20: positive Lyapunov exponent)."""
     cell = eqx.nn.GRUCell(features, hidden, key=key)
     cell = eqx.tree_at(lambda c: c.weight_hh, cell, cell.weight_hh * gain)
     return lambda h, x: cell(x, h)
@@ -48,7 +48,7 @@ def _lyapunov(jacobians):
 
 CASES = {
     "gru-contracting": (_gru, 1.0, lambda k: jnp.zeros(6)),
-    "gru-chaotic": (_gru, 12.0, lambda k: jnp.zeros(6)),
+    "gru-chaotic": (_gru, 20.0, lambda k: jnp.zeros(6)),
     "pytree-contracting": (_pair_rnn, 0.5, lambda k: {"h": jnp.zeros(12), "c": jnp.ones(2)}),
 }
 

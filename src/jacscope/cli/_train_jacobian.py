@@ -68,6 +68,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "each need further exact Jacobians)",
     )
     parser.add_argument(
+        "--restricted-ks",
+        type=lambda text: [int(k) for k in text.split(",")],
+        default=None,
+        metavar="K1,K2,...",
+        help="subspace dimensions of the restricted analysis (default: 2, 5, 10, 20, 40%% of P)",
+    )
+    parser.add_argument(
         "--save-vectors", action="store_true", help="also save U and Vt in spectrum.npz"
     )
     parser.add_argument(
@@ -189,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
             analyses=args.analyses,
             save_vectors=args.save_vectors,
             svd_dtype=args.svd_dtype,
+            restricted_ks=args.restricted_ks,
             chunk_size=args.chunk_size,
             max_bytes=args.max_bytes,
             force=args.force,

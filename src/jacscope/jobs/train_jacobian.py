@@ -38,6 +38,7 @@ from jax.flatten_util import ravel_pytree
 from jacscope._io import atomic_path, read_json, write_json_atomic
 from jacscope.models import accuracy, cross_entropy
 from jacscope.training import (
+    DEFAULT_EPS,
     DEFAULT_TAUS,
     Setup,
     TrainingConfig,
@@ -72,7 +73,7 @@ DEFAULT_ANALYSES = ANALYSES[:6]
 Jacobians (two and one, each as costly as the main one)."""
 
 TAUS = DEFAULT_TAUS
-RESTRICTED_FRACTIONS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+RESTRICTED_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.4)
 """Subspace dimensions of the restricted-training analysis, as fractions of P."""
 
 _FORMAT = 1
@@ -164,15 +165,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def save_result(folder: Path, name: str, result: NamedTuple, seconds: float) -> dict:
+def save_result(folder: Path, name: str, result: NamedTuple, seconds: float, params: dict) -> dict:
     """Save an analysis result: arrays to `<name>.npz`, the rest to `<name>.json` (last).
 
-    **Returns:** the JSON record `{"name", "seconds", "numbers", "arrays"}`.
+    **Returns:** the JSON record `{"name", "params", "seconds", "numbers", "arrays"}`.
     """
     fields = result._asdict()
     arrays = {k: v for k, v in fields.items() if isinstance(v, np.ndarray)}
     record = {
         "name": name,
+        "params": _plain(params),
         "seconds": float(seconds),
         "numbers": _plain({k: v for k, v in fields.items() if k not in arrays}),
         "arrays": f"{name}.npz" if arrays else None,
@@ -363,10 +365,23 @@ class _Job:
         apply_fn = self.setup.apply_fn
         return lambda params: cross_entropy(apply_fn(params, x), y)
 
-    def analysis(self, name: str):
+    def params(self, name: str) -> dict:
+        """The settings of analysis `name`; a saved result is reused only if they match."""
+        config = self.config
+        if name == "linearity":
+            return {"taus": list(TAUS), "directions": ["bulk", "top"], "eps": list(DEFAULT_EPS)}
+        if name == "restricted":
+            return {"ks": self.options["restricted_ks"]}
+        if name == "outputs":
+            return {"taus": list(TAUS), "scale": 1.0, "noise_seed": config.seed}
+        if name == "seeds":
+            return {"taus": list(TAUS), "principal_tau": 1e-2, "other_seed": config.seed + 1}
+        return {"taus": list(TAUS)}
+
+    def analysis(self, name: str, params: dict):
         setup, config = self.setup, self.config
         if name == "spectrum":
-            return region_counts(self.spectrum(self.need_vectors)[1], TAUS)
+            return region_counts(self.spectrum(self.need_vectors)[1], params["taus"])
         if name == "data":
             base = dataclasses.replace(config, labels="real", inputs="real")
             spectra = {}
@@ -377,24 +392,22 @@ class _Job:
                 else:
                     slug = label.replace(" ", "_")
                     spectra[label] = self.extra_spectrum(slug, variant, vectors=False)[0]
-            return data_dependence(spectra, TAUS)
+            return data_dependence(spectra, params["taus"])
         U, S, Vt = self.spectrum(vectors=True)
         if name == "alignment":
-            return alignment(U, S, Vt, TAUS)
+            return alignment(U, S, Vt, params["taus"])
         if name == "linearity":
-            bulk = int(bulk_order(S)[0])
             return perturbation_response(
                 setup.run,
                 U,
                 S,
                 Vt,
-                [bulk, 0],
-                labels=["bulk", "top"],
+                [int(bulk_order(S)[0]), 0],
+                labels=params["directions"],
                 eval_fn=self.test_loss_fn(),
+                eps=params["eps"],
             )
         if name == "restricted":
-            num = S.size
-            ks = sorted({max(1, round(f * num)) for f in RESTRICTED_FRACTIONS})
             run = setup.run
             return restricted_training(
                 setup.loss_fn,
@@ -403,14 +416,20 @@ class _Job:
                 run.batches,
                 S,
                 Vt,
-                ks,
+                params["ks"],
                 eval_fn=self.test_loss_fn(),
             )
         if name == "outputs":
             data = setup.dataset
-            inputs = probe_inputs(data.x_train, data.x_test, jax.random.key(config.seed))
+            key = jax.random.key(params["noise_seed"])
             return output_sensitivity(
-                setup.apply_fn, self.theta_T, Vt, inputs, singular_values=S, taus=TAUS
+                setup.apply_fn,
+                self.theta_T,
+                Vt,
+                probe_inputs(data.x_train, data.x_test, key),
+                scale=params["scale"],
+                singular_values=S,
+                taus=params["taus"],
             )
         if name == "function_space":
             return function_space_overlap(
@@ -419,12 +438,14 @@ class _Job:
                 jnp.asarray(setup.dataset.x_test),
                 Vt,
                 singular_values=S,
-                taus=TAUS,
+                taus=params["taus"],
             )
         if name == "seeds":
-            other = dataclasses.replace(config, seed=config.seed + 1)
+            other = dataclasses.replace(config, seed=params["other_seed"])
             S2, Vt2 = self.extra_spectrum(f"seed_{other.seed}", other, vectors=True)
-            return seed_overlap(S, Vt, S2, Vt2, taus=TAUS)
+            return seed_overlap(
+                S, Vt, S2, Vt2, taus=params["taus"], principal_tau=params["principal_tau"]
+            )
         raise AssertionError(name)
 
 
@@ -435,6 +456,7 @@ def run_train_jacobian(
     analyses: Sequence[str] = DEFAULT_ANALYSES,
     save_vectors: bool = False,
     svd_dtype: str = "float32",
+    restricted_ks: Sequence[int] | None = None,
     chunk_size: int | None = None,
     max_bytes: int | None = None,
     force: bool = False,
@@ -458,6 +480,8 @@ def run_train_jacobian(
     - `analyses`: names from `ANALYSES` (`"spectrum"` is always run).
     - `save_vectors`: also save U and Vt in `spectrum.npz` (2 P^2 numbers).
     - `svd_dtype`: `"float32"` or `"float64"`, the precision of the SVD.
+    - `restricted_ks`: subspace dimensions of the `restricted` analysis (default:
+      `RESTRICTED_FRACTIONS` of P).
     - `chunk_size`, `max_bytes`: passed to `training_jacobian`.
     - `force`: discard what `out` holds and start over (also for another config).
     - `progress`: `progress(label, done_columns, total_columns, elapsed_s, flops)`
@@ -476,6 +500,7 @@ def run_train_jacobian(
     out = Path(out)
     job_record = {"config": dataclasses.asdict(config), "svd_dtype": svd_dtype, "format": _FORMAT}
     options = {
+        "restricted_ks": None if restricted_ks is None else [int(k) for k in restricted_ks],
         "save_vectors": bool(save_vectors),
         "svd_dtype": svd_dtype,
         "chunk_size": chunk_size,
@@ -487,6 +512,14 @@ def run_train_jacobian(
     out.mkdir(parents=True, exist_ok=True)
     job.state = _prepare(out, job_record, force)
     job.setup = setup
+    num_params = int(ravel_pytree(setup.run.params0)[0].size)
+    if options["restricted_ks"] is None:
+        fractions = RESTRICTED_FRACTIONS
+        options["restricted_ks"] = sorted({max(1, round(f * num_params)) for f in fractions})
+    elif not all(1 <= k <= num_params for k in options["restricted_ks"]):
+        raise ValueError(
+            f"restricted_ks must lie in [1, P = {num_params}], received {options['restricted_ks']}"
+        )
 
     job.log("training")
     t0 = time.perf_counter()
@@ -518,23 +551,28 @@ def run_train_jacobian(
     else:
         job.resumed.append("jacobian")
 
-    records = {}
     analyses_dir = out / "analyses"
-    todo = [name for name in analyses if not (analyses_dir / f"{name}.json").exists()]
+    records = {}
+    for name in analyses:
+        path = analyses_dir / f"{name}.json"
+        saved = read_json(path) if path.exists() else None
+        if saved is not None and saved.get("params") == _plain(job.params(name)):
+            records[name] = saved
+    todo = [name for name in analyses if name not in records]
     job.need_vectors = bool(_NEEDS_VECTORS.intersection(todo)) or save_vectors
+    if todo or save_vectors:
+        job.spectrum(job.need_vectors)  # timed as its own stage, not inside an analysis
     for name in analyses:
         if name not in todo:
-            records[name] = read_json(analyses_dir / f"{name}.json")
             job.mark_resumed(name)
             continue
         job.log(f"analysis: {name}")
+        params = job.params(name)
         t0 = time.perf_counter()
-        result = job.analysis(name)
-        records[name] = save_result(analyses_dir, name, result, time.perf_counter() - t0)
-    if save_vectors:
-        job.spectrum(vectors=True)
+        result = job.analysis(name, params)
+        seconds = time.perf_counter() - t0
+        records[name] = save_result(analyses_dir, name, result, seconds, params)
 
-    num_params = int(ravel_pytree(setup.run.params0)[0].size)
     timings = dict(job.state["timings"])
     timings.update({f"analysis:{name}": rec["seconds"] for name, rec in records.items()})
     timings["total"] = time.perf_counter() - start

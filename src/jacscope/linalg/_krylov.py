@@ -79,17 +79,21 @@ def _safe_normalise(x: jax.Array) -> jax.Array:
     return x / jnp.where(norm > 0, norm, 1)
 
 
-def _fresh_direction(basis: jax.Array, key: jax.Array) -> jax.Array:
-    """A random unit vector orthogonal to the rows of `basis` (zero rows are ignored)."""
-    x = jax.random.normal(key, basis.shape[1:], basis.dtype)
-    return _safe_normalise(_orthogonalise(basis, _safe_normalise(x)))
+def _fresh_direction(basis: jax.Array, seed: jax.Array, shift) -> jax.Array:
+    """A unit vector orthogonal to the rows of `basis` (zero rows are ignored).
+
+    It is the Gaussian vector `seed` cyclically shifted by `shift`: the shifts of a
+    Gaussian vector are linearly independent with probability one, so every restart
+    brings a new direction, and no random numbers are drawn inside the loop.
+    """
+    return _safe_normalise(_orthogonalise(basis, jnp.roll(seed, shift)))
 
 
 def _breakdown_tol(dtype, dim: int) -> float:
     return 10.0 * float(jnp.finfo(dtype).eps) * dim**0.5
 
 
-def _next_direction(r, basis, key, scale, tol):
+def _next_direction(r, basis, seed, shift, scale, tol):
     """Normalise `r`, or restart from a fresh orthogonal direction if it has vanished.
 
     Returns the new unit vector and the coefficient to record (0 after a restart).
@@ -98,7 +102,7 @@ def _next_direction(r, basis, key, scale, tol):
     broke = norm <= tol * scale
     direction = jax.lax.cond(
         broke,
-        lambda: _fresh_direction(basis, key),
+        lambda: _fresh_direction(basis, seed, shift),
         lambda: r / jnp.where(broke, 1, norm),
     )
     return direction, jnp.where(broke, jnp.zeros_like(norm), norm)
@@ -112,6 +116,7 @@ def lanczos(matvec: Callable, v0: jax.Array, depth: int, key: jax.Array) -> Trid
     n = v0.shape[0]
     dtype = v0.dtype
     tol = _breakdown_tol(dtype, n)
+    seed = _safe_normalise(jax.random.normal(key, (n,), dtype))
 
     def step(i, state):
         basis, diag, betas, q, q_prev, beta_prev, scale = state
@@ -120,7 +125,7 @@ def lanczos(matvec: Callable, v0: jax.Array, depth: int, key: jax.Array) -> Trid
         alpha = jnp.vdot(q, w)
         w = _orthogonalise(basis, w - alpha * q)
         scale = jnp.maximum(scale, jnp.maximum(jnp.abs(alpha), jnp.linalg.norm(w)))
-        q_next, beta = _next_direction(w, basis, jax.random.fold_in(key, i), scale, tol)
+        q_next, beta = _next_direction(w, basis, seed, i, scale, tol)
         return (
             basis,
             diag.at[i].set(alpha),
@@ -155,18 +160,20 @@ def golub_kahan(
     m = u0.shape[0]
     dtype = u0.dtype
     tol = _breakdown_tol(dtype, max(m, n))
+    key_u, key_v = jax.random.split(key)
+    seed_u = _safe_normalise(jax.random.normal(key_u, (m,), dtype))
+    seed_v = _safe_normalise(jax.random.normal(key_v, (n,), dtype))
 
     def step(i, state):
         left, right, alphas, betas, u, v_prev, beta_prev, scale = state
-        key_v, key_u = jax.random.split(jax.random.fold_in(key, i))
         left = left.at[i].set(u)
         r = _orthogonalise(right, rmv(u) - beta_prev * v_prev)
         scale = jnp.maximum(scale, jnp.linalg.norm(r))
-        v, alpha = _next_direction(r, right, key_v, scale, tol)
+        v, alpha = _next_direction(r, right, seed_v, i, scale, tol)
         right = right.at[i].set(v)
         p = _orthogonalise(left, mv(v) - alpha * u)
         scale = jnp.maximum(scale, jnp.linalg.norm(p))
-        u_next, beta = _next_direction(p, left, key_u, scale, tol)
+        u_next, beta = _next_direction(p, left, seed_u, i, scale, tol)
         return (
             left,
             right,

@@ -63,8 +63,9 @@ def lipschitz_lower(
     or VJPs through `jacscope.jacobian_operator`), together with maximisers u, v
     with `u^T J(x) v = ||J(x)||` (for l_inf the row of largest l_1 norm and the signs
     of its entries, as in Shi et al. 2022; for l_2 the top singular pair). By
-    Danskin's theorem `grad_x u^T J(x) v` (one more JVP, differentiated) is a
-    supergradient direction. Steps are signed for l_inf (`x + a sign(g)`) and
+    Danskin's theorem `g = grad_x u^T J(x) v` (one more JVP, differentiated) is the
+    gradient of the norm where the maximisers are unique, and an ascent direction
+    of the active piece otherwise. Steps are signed for l_inf (`x + a sign(g)`) and
     normalised for l_2 (`x + a g / ||g||`), each followed by the projection onto the
     ball. The first restart starts at x0, the others at uniform random points of the
     ball. Every iterate is a point of the ball, so the best norm met is a valid lower
@@ -119,11 +120,10 @@ def lipschitz_lower(
         return x, best_value, best_x
 
     def climb(start):
+        # num_steps moves, num_steps + 1 evaluated points (the last move is not taken)
         carry = (start, jnp.asarray(-jnp.inf, x0.dtype), start)
-        x, best_value, best_x = jax.lax.fori_loop(0, num_steps, step, carry)
-        value = _norm_and_witness(f, x, norm)[0]
-        better = value > best_value
-        return jnp.where(better, value, best_value), jnp.where(better, x, best_x)
+        _, best_value, best_x = jax.lax.fori_loop(0, num_steps + 1, step, carry)
+        return best_value, best_x
 
     starts = jnp.concatenate([x0[None], _random_points(key, x0, eps, norm, num_restarts - 1)])
     values, points = jax.vmap(climb)(starts)

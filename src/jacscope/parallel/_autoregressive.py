@@ -18,7 +18,7 @@ from jacscope.parallel._iterate import (
     window_advance,
 )
 from jacscope.parallel._options import Options, make_options
-from jacscope.parallel._solution import SequenceSolution
+from jacscope.parallel._solution import SequenceSolution, sequential_solution
 from jacscope.parallel._tree import (
     check_like,
     leading_lengths,
@@ -126,9 +126,7 @@ def _set_position(t, x, y):
 
 def _sequential(step, guess, noise, num, record) -> SequenceSolution:
     states = jax.lax.fori_loop(0, num, lambda t, x: _set_position(t, x, step(x, noise)), guess)
-    count = jnp.asarray(num, jnp.int32)
-    iterates = jax.tree.map(lambda a: a[None], states) if record else None
-    return SequenceSolution(states, count, jnp.asarray(True), count, iterates)
+    return sequential_solution(states, num, record)
 
 
 def _run(opts: Options, fn, consts, noise, guess):

@@ -20,7 +20,7 @@ from jacscope.parallel._iterate import (
 )
 from jacscope.parallel._linear_recurrence import linear_recurrence
 from jacscope.parallel._options import Options, make_options
-from jacscope.parallel._solution import SequenceSolution
+from jacscope.parallel._solution import SequenceSolution, sequential_solution
 from jacscope.parallel._tree import (
     broadcast_leading,
     check_like,
@@ -189,9 +189,7 @@ def _sequential(step, init, inputs, num, record) -> SequenceSolution:
         return state, state
 
     _, states = jax.lax.scan(body, init, inputs, length=num)
-    count = jnp.asarray(num, jnp.int32)
-    iterates = jax.tree.map(lambda a: a[None], states) if record else None
-    return SequenceSolution(states, count, jnp.asarray(True), count, iterates)
+    return sequential_solution(states, num, record)
 
 
 def _run(opts: Options, fn, consts, init, inputs, guess):

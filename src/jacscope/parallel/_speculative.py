@@ -54,28 +54,41 @@ def speculative_jacobi_sample(
     **Returns:** a `SpeculativeSample`. Jit- and vmap-compatible (vmap over keys draws
     independent samples).
     """
+    if length < 1 or vocab_size < 1:
+        raise ValueError(f"length and vocab_size must be positive, received {length}, {vocab_size}")
+    out = jax.eval_shape(logits_fn, jax.ShapeDtypeStruct((length,), jnp.int32))
+    if out.shape != (length, vocab_size):
+        raise ValueError(
+            f"logits_fn maps tokens ({length},) to shape {out.shape}, expected "
+            f"({length}, {vocab_size})"
+        )
     positions = jnp.arange(length)
-    key, first = jax.random.split(key)
-    tokens0 = jax.random.randint(first, (length,), 0, vocab_size)
+    size = length + (length + 1) * vocab_size
+
+    def randomness(k):
+        """Pass k's T uniforms and (T + 1) x V Gumbel variables, from one draw."""
+        u = jax.random.uniform(jax.random.fold_in(key, k), (size,))
+        return u[:length], -jnp.log(-jnp.log(u[length:])).reshape(length + 1, vocab_size)
+
+    tokens0 = jnp.argmax(randomness(length)[1][:length], axis=-1)  # uniform drafts
     draft0 = jnp.full((length, vocab_size), 1.0 / vocab_size)
 
     def cond(carry):
-        k, _, _, start, _, _ = carry
+        k, _, _, start, _ = carry
         return (start < length) & (k < length)
 
     def body(carry):
-        k, tokens, draft, start, accepted, key = carry
-        key, k_accept, k_gumbel = jax.random.split(key, 3)
+        k, tokens, draft, start, accepted = carry
+        uniform, gumbel = randomness(k)
         log_p = jax.nn.log_softmax(logits_fn(tokens), axis=-1)
         p = jnp.exp(log_p)
         p_x = jnp.take_along_axis(p, tokens[:, None], axis=1)[:, 0]
         q_x = jnp.take_along_axis(draft, tokens[:, None], axis=1)[:, 0]
-        ok = (jax.random.uniform(k_accept, (length,)) * q_x < p_x) | (positions < start)
+        ok = (uniform * q_x < p_x) | (positions < start)
         reject = jnp.where(jnp.all(ok), length, jnp.argmin(ok))
         at = jnp.minimum(reject, length - 1)
         residual = jnp.maximum(p[at] - draft[at], 0.0)
         residual = jnp.where(jnp.sum(residual) > 0, residual, p[at])
-        gumbel = jax.random.gumbel(k_gumbel, (length + 1, vocab_size), log_p.dtype)
         resampled = jnp.argmax(jnp.log(residual) + gumbel[length])  # Gumbel-max sampling
         redrawn = jnp.argmax(log_p + gumbel[:length], axis=-1)
         tokens = jnp.where(
@@ -84,10 +97,8 @@ def speculative_jacobi_sample(
         draft = jnp.where((positions > reject)[:, None], p, draft)
         accepted = accepted + (reject - start).astype(jnp.int32)
         following = jnp.minimum(reject + 1, length).astype(jnp.int32)
-        return k + 1, tokens, draft, following, accepted, key
+        return k + 1, tokens, draft, following, accepted
 
     zero = jnp.asarray(0, jnp.int32)
-    k, tokens, _, _, accepted, _ = jax.lax.while_loop(
-        cond, body, (zero, tokens0, draft0, zero, zero, key)
-    )
+    k, tokens, _, _, accepted = jax.lax.while_loop(cond, body, (zero, tokens0, draft0, zero, zero))
     return SpeculativeSample(tokens, k, accepted)

@@ -12,6 +12,7 @@ from jacscope.training._analysis_outputs import PROBE_SETS as PROBE_SETS
 from jacscope.training._analysis_outputs import OutputSensitivity as OutputSensitivity
 from jacscope.training._analysis_outputs import output_sensitivity as output_sensitivity
 from jacscope.training._analysis_outputs import probe_inputs as probe_inputs
+from jacscope.training._analysis_perturbation import DEFAULT_EPS as DEFAULT_EPS
 from jacscope.training._analysis_perturbation import PerturbationResponse as PerturbationResponse
 from jacscope.training._analysis_perturbation import perturbation_response as perturbation_response
 from jacscope.training._analysis_restricted import SUBSPACES as SUBSPACES

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -101,7 +102,7 @@ def training_jacobian(
             raise ValueError(f"{name} must be a positive integer, received {value!r}")
     check_finite(run.params0, "params0")
     config_hash = hash_json(config, "config")
-    prop = TangentPropagation(run)
+    prop = _propagation(run)
     num_params, num_steps = prop.num_params, prop.num_steps
 
     stored = None
@@ -166,40 +167,24 @@ def training_jacobian(
         finished = set()
         result = np.zeros((num_params, num_params), prop.dtype, order="F")
 
-    params0 = _replicate(run.params0, replicated)
-    batches = _replicate(run.batches, replicated)
-    if mode == "stored":
-        losses, data = jax.jit(prop.residuals, out_shardings=replicated)(params0, batches)
-        _check_losses(losses)
-
-        def chunk_fn(start, p0, prepared):
-            return prop.propagate_stored(start[0], p0, prepared, k=k)
-
-        out_specs = Spec(None, _AXIS)
-    else:
-        data = batches
-
-        def chunk_fn(start, p0, b):
-            columns, chunk_losses = prop.propagate_recompute(start[0], p0, b, k=k)
-            return columns, chunk_losses[None]
-
-        out_specs = (Spec(None, _AXIS), Spec(_AXIS))
-    sharded = jax.jit(
-        jax.shard_map(
-            chunk_fn,
-            mesh=mesh,
-            in_specs=(Spec(_AXIS), Spec(), Spec()),
-            out_specs=out_specs,
-            check_vma=False,
-        )
-    )
-
     def columns_of(ids):
         return sum(chunks[c][1] - chunks[c][0] for c in ids)
 
     done = columns_of(finished)
     remaining = [c for c in range(len(chunks)) if c not in finished]
     start_time = time.perf_counter()
+    if remaining:
+        params0 = _replicate(run.params0, replicated)
+        data = _replicate(run.batches, replicated)
+        if mode == "stored":
+            residuals = _cached(
+                prop, ("residuals", mesh), lambda: jax.jit(prop.residuals, out_shardings=replicated)
+            )
+            losses, data = residuals(params0, data)
+            _check_losses(losses)
+        sharded = _cached(
+            prop, ("chunks", mesh, k, mode), lambda: _sharded_chunks(prop, mesh, k, mode)
+        )
     flops = 0.0
     if progress is not None:
         progress(done, num_params, 0.0, 0.0)
@@ -245,6 +230,56 @@ def training_jacobian(
         _barrier("jacscope-done", multiprocess)
         return store.result()
     return result
+
+
+def _sharded_chunks(prop: TangentPropagation, mesh: Mesh, k: int, mode: str) -> Callable:
+    """`f(starts, params0, data)`: one chunk of K columns per device of `mesh`, the
+    chunk on device i starting at column `starts[i]`; `data` is the stored
+    linearisation (mode "stored") or the batches (mode "recompute", which also returns
+    the losses, one row per device)."""
+    if mode == "stored":
+
+        def chunk(start, params0, prepared):
+            return prop.propagate_stored(start[0], params0, prepared, k=k)
+
+        out_specs = Spec(None, _AXIS)
+    else:
+
+        def chunk(start, params0, batches):
+            columns, losses = prop.propagate_recompute(start[0], params0, batches, k=k)
+            return columns, losses[None]
+
+        out_specs = (Spec(None, _AXIS), Spec(_AXIS))
+    return jax.jit(
+        jax.shard_map(
+            chunk,
+            mesh=mesh,
+            in_specs=(Spec(_AXIS), Spec(), Spec()),
+            out_specs=out_specs,
+            check_vma=False,
+        )
+    )
+
+
+_PROPAGATIONS: dict[int, tuple[weakref.ref, TangentPropagation]] = {}
+
+
+def _propagation(run: TrainingRun) -> TangentPropagation:
+    """The propagation machinery of `run`, built once per run object (runs are
+    immutable) so that repeated calls reuse its traced and compiled computations."""
+    key = id(run)
+    entry = _PROPAGATIONS.get(key)
+    if entry is not None and entry[0]() is run:
+        return entry[1]
+    prop = TangentPropagation(run)
+    _PROPAGATIONS[key] = (weakref.ref(run, lambda _: _PROPAGATIONS.pop(key, None)), prop)
+    return prop
+
+
+def _cached(prop: TangentPropagation, key: Any, make: Callable[[], Callable]) -> Callable:
+    if key not in prop.cache:
+        prop.cache[key] = make()
+    return prop.cache[key]
 
 
 def _plan(

@@ -257,8 +257,9 @@ def _claim(folder: Path, manifest: dict, force: bool) -> None:
 
 
 def _expected_sweeps(method: str, k: int, depth: int | None, options: dict, size: int) -> int:
+    # svd_topk's own schedule, and one (batched) sweep for the k explicit residuals
     if method == "lanczos":
-        return 2 * (depth if depth is not None else min(size, 2 * k + 20))
+        return 2 * (depth if depth is not None else min(size, 2 * k + 20)) + 1
     return 2 * options["power_iterations"] + 3
 
 
@@ -445,9 +446,11 @@ def _analyse(
         "oversampling": options["oversampling"],
         "power_iterations": options["power_iterations"],
     }
-    shifted = op - identity(num_params, op.dtype)
+    # J + c I with c an array, so that J and J - I share one compiled svd_topk
+    shifts = {"top_j": 0.0, "top_j_minus_i": -1.0}
     tops = {}
-    for index, (name, operator) in enumerate((("top_j", op), ("top_j_minus_i", shifted))):
+    for index, (name, shift) in enumerate(shifts.items()):
+        operator = op + jnp.asarray(shift, op.dtype) * identity(num_params, op.dtype)
         t0 = time.perf_counter()
         tops[name], was_resumed = _top_triplets(
             operator,

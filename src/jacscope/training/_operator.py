@@ -127,7 +127,8 @@ class TrainingJacobianOperator(AbstractLinearOperator):
     def cost(self) -> TrainingOperatorCost:
         """Sweeps and working memory of training, of one `mv` and of one `rmv`.
 
-        Compiles each of the three programs once to read XLA's memory analysis.
+        Compiles each of the three programs to read XLA's memory analysis (once per
+        structure of the run and operator).
         """
         num_steps = self.run.num_steps
         every = self.checkpoint_every
@@ -145,9 +146,9 @@ class TrainingJacobianOperator(AbstractLinearOperator):
             mv_sweeps=1,
             rmv_sweeps=1 if every is None else 3,
             stored_bytes=int(stored),
-            train_bytes=_working_bytes(lambda op, x: op._final(x), self, vector),
-            mv_bytes=_working_bytes(lambda op, v: op._mv(v), self, vector),
-            rmv_bytes=_working_bytes(lambda op, u: op._rmv(u), self, vector),
+            train_bytes=_working_bytes("train", self, vector),
+            mv_bytes=_working_bytes("mv", self, vector),
+            rmv_bytes=_working_bytes("rmv", self, vector),
         )
 
 
@@ -180,14 +181,31 @@ def _run_once(run: TrainingRun):
     return run.train()
 
 
-def _working_bytes(fn: Callable, op: TrainingJacobianOperator, vector) -> int | None:
+_WORKING_BYTES: dict = {}
+
+
+def _working_bytes(name: str, op: TrainingJacobianOperator, vector) -> int | None:
+    """XLA's temporaries + outputs of `op.<name>(vector)`, compiled once per structure."""
     dynamic, static = eqx.partition((op, vector), eqx.is_array)
-    compiled = jax.jit(lambda d: fn(*eqx.combine(d, static))).lower(dynamic).compile()
-    try:
-        stats = compiled.memory_analysis()
-        return int(stats.temp_size_in_bytes + stats.output_size_in_bytes)
-    except Exception:  # not every backend offers memory analysis
-        return None
+    signature = (
+        name,
+        jax.tree.structure((op, vector)),  # holds the static fields too
+        tuple((x.shape, x.dtype) for x in jax.tree.leaves(dynamic)),
+    )
+    if signature not in _WORKING_BYTES:
+        fn = {
+            "train": lambda o, x: o._final(x),
+            "mv": lambda o, v: o._mv(v),
+            "rmv": lambda o, u: o._rmv(u),
+        }[name]
+        compiled = jax.jit(lambda d: fn(*eqx.combine(d, static))).lower(dynamic).compile()
+        try:
+            stats = compiled.memory_analysis()
+            nbytes = int(stats.temp_size_in_bytes + stats.output_size_in_bytes)
+        except Exception:  # not every backend offers memory analysis
+            nbytes = None
+        _WORKING_BYTES[signature] = nbytes
+    return _WORKING_BYTES[signature]
 
 
 def _train_in_segments(run: TrainingRun, params0: Any, every: int) -> Any:

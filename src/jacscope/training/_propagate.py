@@ -45,21 +45,26 @@ class TangentPropagation:
     """The Jacobian-column machinery of one `TrainingRun` (see the module doc).
 
     Building it traces one step of the run (no computation); its methods are pure
-    functions to be compiled by the caller.
+    functions to be compiled by the caller, who may keep the compiled functions in
+    `cache`. It keeps no reference to the run itself.
     """
 
     def __init__(self, run: TrainingRun):
-        self.run = run
         params0 = run.params0
         flat0, _ = ravel_pytree(params0)
         self.num_params = int(flat0.size)
+        self.num_steps = run.num_steps
         self.dtype = flat0.dtype
-        self._param_leaves, self._param_tree = jax.tree.flatten(params0)
-        self._param_shapes = [tuple(jnp.shape(x)) for x in self._param_leaves]
+        self.cache: dict[Any, Any] = {}
+        self._init_state = run.init_state
+        leaves, self._param_tree = jax.tree.flatten(params0)
+        self._param_avals = [jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)) for x in leaves]
+        self._param_shapes = [a.shape for a in self._param_avals]
         state0 = jax.eval_shape(run.init_state, params0)
         batch0 = jax.tree.map(
             lambda b: jax.ShapeDtypeStruct(jnp.shape(b)[1:], jnp.result_type(b)), run.batches
         )
+        self._avals = (jax.tree.unflatten(self._param_tree, self._param_avals), state0, batch0)
         captured: dict[str, Any] = {}
 
         def capture(params, state, batch):
@@ -89,7 +94,6 @@ class TangentPropagation:
                 f"{jax.tree.structure(state0)}"
             )
         jaxpr = captured["jaxpr"]
-        self._float_tree = jax.tree.structure(_split_state(state0)[0])
         in_avals = [v.aval for v in jaxpr.invars]
         out_avals = [v.aval for v in jaxpr.outvars]
         for a, b in zip(in_avals, out_avals, strict=True):
@@ -104,10 +108,6 @@ class TangentPropagation:
 
     # ---------------------------------------------------------------- sizes
 
-    @property
-    def num_steps(self) -> int:
-        return self.run.num_steps
-
     def carry_elements(self) -> int:
         """Tangent elements per column carried from step to step (params and state)."""
         return sum(math.prod(a.shape) for a in self._tangent_avals)
@@ -120,15 +120,12 @@ class TangentPropagation:
             (_, consts) = self._linearize(params, state, batch)
             return self.program.prepare(consts)
 
-        batch0 = jax.tree.map(
-            lambda b: jax.ShapeDtypeStruct(jnp.shape(b)[1:], jnp.result_type(b)),
-            self.run.batches,
-        )
-        state0 = jax.eval_shape(self.run.init_state, self.run.params0)
-        return jax.eval_shape(one, self.run.params0, state0, batch0)
+        return jax.eval_shape(one, *self._avals)
 
     def step_flops(self, k: int) -> float:
         """Floating-point operations of one step for K columns (XLA cost analysis)."""
+        if ("flops", k) in self.cache:
+            return self.cache["flops", k]
         tangents = [
             jax.ShapeDtypeStruct(a.shape[:axis] + (k,) + a.shape[axis:], a.dtype)
             for a, axis in zip(self._tangent_avals, self._axes, strict=True)
@@ -137,7 +134,8 @@ class TangentPropagation:
         cost = lowered.cost_analysis()
         if isinstance(cost, list | tuple):
             cost = cost[0] if cost else {}
-        return float((cost or {}).get("flops", 0.0))
+        self.cache["flops", k] = float((cost or {}).get("flops", 0.0))
+        return self.cache["flops", k]
 
     # ------------------------------------------------------------ the primal
 
@@ -154,7 +152,7 @@ class TangentPropagation:
             (params, state, loss), consts = self._linearize(*carry, batch)
             return (params, state), (loss, self.program.prepare(consts))
 
-        init = (params0, self.run.init_state(params0))
+        init = (params0, self._init_state(params0))
         _, (losses, prepared) = jax.lax.scan(body, init, batches)
         return losses, prepared
 
@@ -174,13 +172,13 @@ class TangentPropagation:
         dparams_front = jax.tree.unflatten(
             self._param_tree,
             [
-                jnp.moveaxis(t, -1, 0).astype(leaf.dtype)
-                for t, leaf in zip(param_tangents, self._param_leaves, strict=True)
+                jnp.moveaxis(t, -1, 0).astype(aval.dtype)
+                for t, aval in zip(param_tangents, self._param_avals, strict=True)
             ],
         )
 
         def init_floats(p):
-            return _split_state(self.run.init_state(p))[0]
+            return _split_state(self._init_state(p))[0]
 
         def state_tangent(dp):
             return jax.jvp(init_floats, (params0,), (dp,))[1]
@@ -215,6 +213,6 @@ class TangentPropagation:
             tangents = self.program.apply(tangents, self.program.prepare(consts))
             return (params, state, tangents), loss
 
-        init = (params0, self.run.init_state(params0), self._initial(params0, start, k))
+        init = (params0, self._init_state(params0), self._initial(params0, start, k))
         (_, _, tangents), losses = jax.lax.scan(body, init, batches)
         return self._columns(tangents, k), losses

@@ -58,6 +58,9 @@ class _Slot:
         self.index = index
         self.shape = shape
 
+    def __repr__(self) -> str:
+        return f"_Slot({self.index})"
+
 
 class _Buf:
     """A materialised tangent buffer: logical `shape` plus a K axis at `axis`."""
@@ -134,6 +137,7 @@ class TangentProgram:
         self._materialized: dict[tuple[int, int | None], _Buf] = {}
         self._keepalive: list[Any] = []
         self._dots: dict[int, tuple] = {}
+        self._coef_cache: dict[tuple, _Slot] = {}
 
         self.num_consts = len(jaxpr.constvars)
         consts = [self._new_slot(tuple(v.aval.shape)) for v in jaxpr.constvars]
@@ -253,6 +257,17 @@ class TangentProgram:
 
     # ---------------------------------------------------------- coefficients
 
+    def _coef_op(self, key: tuple, fn: Callable, args: list, shape) -> _Slot:
+        """A known operation on coefficients, computed once per distinct `key` (the
+        same product often arises for several terms of a chain)."""
+        key = (
+            key,
+            *[("slot", a.index) if isinstance(a, _Slot) else ("value", repr(a)) for a in args],
+        )
+        if key not in self._coef_cache:
+            self._coef_cache[key] = self._known(fn, args, [shape])[0]
+        return self._coef_cache[key]
+
     def _mul(self, a: Coef, b: Coef) -> Coef:
         if _is_scalar(a) and _is_scalar(b):
             return a * b
@@ -260,8 +275,10 @@ class TangentProgram:
             return b
         if _is_scalar(b) and b == 1:
             return a
+        if repr(a) > repr(b):  # one order for the commutative product
+            a, b = b, a
         shape = np.broadcast_shapes(_coef_shape(a), _coef_shape(b))
-        return self._known(lambda x, y: [jnp.multiply(x, y)], [a, b], [shape])[0]
+        return self._coef_op(("mul",), lambda x, y: [jnp.multiply(x, y)], [a, b], shape)
 
     def _add(self, a: Coef | None, b: Coef | None) -> Coef | None:
         if a is None:
@@ -270,8 +287,10 @@ class TangentProgram:
             return a
         if _is_scalar(a) and _is_scalar(b):
             return a + b
+        if repr(a) > repr(b):
+            a, b = b, a
         shape = np.broadcast_shapes(_coef_shape(a), _coef_shape(b))
-        return self._known(lambda x, y: [jnp.add(x, y)], [a, b], [shape])[0]
+        return self._coef_op(("add",), lambda x, y: [jnp.add(x, y)], [a, b], shape)
 
     def _scale(self, lazy: _Lazy, c: Coef, shape) -> _Lazy:
         terms = {key: self._mul(coef, c) for key, coef in lazy.terms.items()}
@@ -341,7 +360,11 @@ class TangentProgram:
             return [self._scale(t, c, shape)]
         if prim is prims.div_p and lazy == [True, False]:
             c = args[1]
-            inv = 1.0 / c if _is_scalar(c) else self._known(lambda x: [1.0 / x], [c], [c.shape])[0]
+            inv = (
+                1.0 / c
+                if _is_scalar(c)
+                else self._coef_op(("reciprocal",), lambda x: [1.0 / x], [c], c.shape)
+            )
             return [self._scale(args[0], inv, shape)]
         if prim in (prims.add_p, prims.add_jaxvals_p):
             return [self._sum([(args[0], 1.0), (args[1], 1.0)], shape, dtype)]
@@ -377,7 +400,7 @@ class TangentProgram:
                 cs = [jnp.broadcast_to(jnp.asarray(c, dtype), shape) for c in cs]
                 return [lax.select_n(p, *cs)]
 
-            return self._known(fn, args, [shape])[0]
+            return self._coef_op(("select", shape, np.dtype(dtype).name), fn, args, shape)
 
         terms = {}
         for key in keys:
@@ -390,7 +413,12 @@ class TangentProgram:
         def widen(c):
             if _is_scalar(c):
                 return c
-            return self._known(lambda x: [lax.broadcast_in_dim(x, shape, dims)], [c], [shape])[0]
+            return self._coef_op(
+                ("broadcast", shape, tuple(dims)),
+                lambda x: [lax.broadcast_in_dim(x, shape, dims)],
+                [c],
+                shape,
+            )
 
         terms = {}
         for (buf, spec), coef in lazy.terms.items():
