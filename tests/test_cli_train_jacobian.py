@@ -90,7 +90,8 @@ def test_other_config_refused_without_force(finished, capsys):
     report_json = (finished / "report.json").read_text()
     other = ["--hidden", "6", *TINY[2:]]
     assert main(["train-jacobian", *other, "--out", str(finished)]) == 2
-    assert "differing: hidden; pass --force" in capsys.readouterr().err
+    message = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert "differing: hidden); pass --force" in message
     assert (finished / "report.json").read_text() == report_json
 
 

@@ -4,12 +4,10 @@ l_1 norm of a row) and l_2 (-> the spectral norm)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-
-Norm = Literal["inf", 2]
 
 
 def check_norm(norm: Any, what: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 
-from jacscope.lipschitz._activations import derivative_bounds, get_activation
+from jacscope.lipschitz._activations import Activation, derivative_bounds, get_activation
 from jacscope.lipschitz._norms import check_eps, check_norm, operator_norm
 from jacscope.lipschitz._preactivation import Interval, check_mlp, crown_bounds, ibp_bounds
 
@@ -124,20 +124,26 @@ def lipschitz_upper(
     act = get_activation(activation)
     check_mlp(params, x0, what)
     check_eps(eps, what)
-    x0 = jnp.asarray(x0)
+    return upper_bounds(params, jnp.asarray(x0), eps, norm, act, method)[method]
+
+
+def upper_bounds(params, x0, eps, norm: str, act: Activation, last: str) -> dict:
+    """The bounds of `lipschitz_upper` in the order naive, interval, crown, up to `last`
+    (each method reuses the work of the previous ones)."""
     ibp = ibp_bounds(params, x0, eps, norm, act)
     ibp_derivatives = [Interval(*derivative_bounds(act, *box)) for box in ibp]
     naive = jnp.prod(jnp.stack([operator_norm(layer["w"].T, norm) for layer in params]))
     for deriv in ibp_derivatives:
         naive = naive * jnp.max(jnp.maximum(jnp.abs(deriv.lower), jnp.abs(deriv.upper)))
-    if method == "naive":
-        return naive
+    bounds = {"naive": naive}
+    if last == "naive":
+        return bounds
     interval = interval_norm(jacobian_interval(params, ibp_derivatives), norm)
-    if norm == "2":
-        interval = jnp.minimum(interval, naive)
-    if method == "interval":
-        return interval
+    bounds["interval"] = jnp.minimum(interval, naive) if norm == "2" else interval
+    if last == "interval":
+        return bounds
     crown = crown_bounds(params, x0, eps, norm, act)
     derivatives = [Interval(*derivative_bounds(act, *box)) for box in crown]
     bound = interval_norm(jacobian_interval(params, derivatives), norm)
-    return jnp.minimum(bound, interval) if norm == "2" else bound
+    bounds["crown"] = jnp.minimum(bound, bounds["interval"]) if norm == "2" else bound
+    return bounds

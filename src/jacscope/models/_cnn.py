@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -113,8 +114,10 @@ def cnn_apply(params: dict, x: jax.Array) -> jax.Array:
 
     Each example is reshaped from its flat features to `(H, W, C)` (square, so
     H = W = sqrt(d / C)) or `(L, C)`, resized (nearest neighbour) to the canvas the
-    parameters were built for, passed through conv -> GELU -> 2 x 2 average pool
-    twice, flattened, and through the dense layers (GELU between them, none at the
+    parameters were built for, passed through valid convolution (cross-correlation,
+    as `jax.lax.conv_general_dilated`, computed as patches times a matrix) -> GELU ->
+    2 x 2 average pool twice, flattened, and through the dense layers (GELU between them,
+    none at the
     output). GELU is the tanh approximation, as in `mlp_apply`.
 
     **Arguments:**
@@ -142,17 +145,47 @@ def cnn_apply(params: dict, x: jax.Array) -> jax.Array:
         )
     h = x.reshape(batch, *(width,) * rank, c_in)
     if width != canvas:
-        h = jax.image.resize(h, (batch, *(canvas,) * rank, c_in), method="nearest")
-    spatial = "HW"[:rank] if rank == 2 else "H"
-    dims = ("N" + spatial + "C", spatial + "IO", "N" + spatial + "C")
-    window = (1,) + (2,) * rank + (1,)
+        h = _resize(h, canvas, rank)
     for layer in params["conv"]:
-        h = jax.lax.conv_general_dilated(
-            h, layer["w"], (1,) * rank, "VALID", dimension_numbers=dims
-        )
-        h = jax.nn.gelu(h + layer["b"], approximate=True)
-        h = jax.lax.reduce_window(h, 0.0, jax.lax.add, window, window, "VALID") / 2**rank
+        h = jax.nn.gelu(_conv_valid(h, layer["w"], rank) + layer["b"], approximate=True)
+        h = _average_pool(h, rank)
     h = h.reshape(batch, -1)
     for layer in params["dense"][:-1]:
         h = jax.nn.gelu(h @ layer["w"] + layer["b"], approximate=True)
     return h @ params["dense"][-1]["w"] + params["dense"][-1]["b"]
+
+
+def _resize(h: jax.Array, canvas: int, rank: int) -> jax.Array:
+    """Nearest-neighbour resize of the spatial axes (1 .. rank) to `canvas`."""
+    width = h.shape[1]
+    if canvas % width == 0:  # an integer factor: repeat each pixel
+        for axis in range(1, rank + 1):
+            h = jnp.repeat(h, canvas // width, axis=axis)
+        return h
+    return jax.image.resize(h, (h.shape[0], *(canvas,) * rank, h.shape[-1]), method="nearest")
+
+
+def _conv_valid(h: jax.Array, kernel: jax.Array, rank: int) -> jax.Array:
+    """Valid cross-correlation (as `lax.conv_general_dilated`) by patches and one matmul.
+
+    The k^rank shifted views of `h` are stacked into patches, ordered like the
+    kernel's leading axes, and contracted with the kernel reshaped to a matrix: on a
+    CPU one wide matrix product is much faster than a convolution with few channels.
+    """
+    taps = kernel.shape[0]
+    out = [size - taps + 1 for size in h.shape[1 : rank + 1]]
+    views = []
+    for offset in itertools.product(range(taps), repeat=rank):
+        index = tuple(slice(o, o + n) for o, n in zip(offset, out, strict=True))
+        views.append(h[(slice(None), *index)])
+    patches = jnp.concatenate(views, axis=-1)  # (B, *out, taps^rank * c_in)
+    return patches @ kernel.reshape(-1, kernel.shape[-1])
+
+
+def _average_pool(h: jax.Array, rank: int) -> jax.Array:
+    """2 x 2 (or 2) average pooling with stride 2 of the spatial axes, dropping a last odd row."""
+    batch, channels = h.shape[0], h.shape[-1]
+    sizes = [size // 2 for size in h.shape[1 : rank + 1]]
+    h = h[(slice(None), *(slice(0, 2 * n) for n in sizes))]
+    split = [d for n in sizes for d in (n, 2)]
+    return h.reshape(batch, *split, channels).mean(axis=tuple(range(2, 2 * rank + 1, 2)))

@@ -32,12 +32,30 @@ def _regions(S: np.ndarray, tau: float) -> dict[str, np.ndarray]:
     return {"chaotic": S > 1 + tau, "bulk": np.abs(S - 1) <= tau, "stable": S < 1 - tau}
 
 
+def _subplots(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs):
+    """A figure of `width` x `height` inches with a grid of axes and fixed margins.
+
+    Fixed margins (in inches) instead of a layout engine: one draw per figure, about
+    half the rendering time of constrained layout with log-scale axes.
+    """
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(rows, cols, squeeze=False, **kwargs)
+    fig.subplots_adjust(
+        left=0.8 / width,
+        right=1 - 0.2 / width,
+        bottom=0.6 / height,
+        top=1 - 0.45 / height,
+        wspace=0.9 * cols / (width - 1.0) if cols > 1 else 0.2,
+        hspace=1.0 * rows / (height - 1.05) if rows > 1 else 0.2,
+    )
+    return fig, axes
+
+
 def spectrum_figure(S, taus) -> Figure:
     """Singular values of J by index (log scale), and their distance from one, |s_i - 1|."""
     S = np.asarray(S, dtype=float)
     index = np.arange(S.size)
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
-    left, right = fig.subplots(1, 2)
+    fig, ((left, right),) = _subplots(10, 3.6, 1, 2)
     left.plot(index, _positive(S), lw=1.2)
     left.axhline(1.0, color="black", ls="--", lw=0.8)
     left.set_yscale("log")
@@ -60,8 +78,7 @@ def alignment_figure(cosines, S, tau: float) -> Figure:
     cosines = np.asarray(cosines, dtype=float)
     S = np.asarray(S, dtype=float)
     index = np.arange(S.size)
-    fig = Figure(figsize=(7, 3.6), layout="constrained")
-    ax = fig.subplots()
+    fig, ((ax,),) = _subplots(7, 3.6)
     for name, mask in _regions(S, tau).items():
         ax.scatter(index[mask], cosines[mask], s=3, alpha=0.4, color=_COLORS[name], label=name)
     ax.set_xlabel("singular value index i")
@@ -75,8 +92,7 @@ def linearity_figure(result: Mapping[str, Any]) -> Figure:
     """Response of theta_T to theta_0 + eps v_i against the Jacobian's prediction s_i eps."""
     eps = np.asarray(result["eps"], dtype=float)
     labels = result["labels"]
-    fig = Figure(figsize=(5 * len(labels), 4), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(labels)))
+    fig, (axes,) = _subplots(5 * len(labels), 4, 1, len(labels))
     for row, (ax, label) in enumerate(zip(axes, labels, strict=True)):
         s = result["singular_values"][row]
         ax.plot(eps, s * eps, "k--", lw=1, label=r"Jacobian: $s_i \varepsilon$")
@@ -103,8 +119,7 @@ def restricted_figure(result: Mapping[str, Any]) -> Figure:
     ks = np.asarray(result["ks"])
     losses = np.asarray(result["test_loss"], dtype=float)
     names = list(result["subspaces"])
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
-    axes = fig.subplots(1, 2)
+    fig, (axes,) = _subplots(10, 3.8, 1, 2)
     for ax, pair in zip(axes, (("bulk", "complement"), ("top", "stable")), strict=True):
         for name in pair:
             if name in names:
@@ -119,8 +134,7 @@ def restricted_figure(result: Mapping[str, Any]) -> Figure:
 
 def data_figure(result: Mapping[str, Any]) -> Figure:
     """|s_i - 1| for the real data, shuffled labels and noise inputs, side by side."""
-    fig = Figure(figsize=(7, 3.8), layout="constrained")
-    ax = fig.subplots()
+    fig, ((ax,),) = _subplots(7, 3.8)
     for name, row in zip(result["names"], result["distance"], strict=True):
         ax.plot(_positive(row), lw=1.2, label=name)
     ax.set_yscale("log")
@@ -133,8 +147,7 @@ def data_figure(result: Mapping[str, Any]) -> Figure:
 
 def seeds_figure(result: Mapping[str, Any]) -> Figure:
     """Overlap of the bulks of two initialisations against k, and their principal angles."""
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
-    left, right = fig.subplots(1, 2)
+    fig, ((left, right),) = _subplots(10, 3.6, 1, 2)
     ks = np.asarray(result["ks"])
     left.plot(ks, result["mean_sq_cos"], lw=1.2, label="two seeds")
     left.plot(ks, result["expected"], "k--", lw=0.8, label="random subspaces, k/n")
@@ -155,8 +168,8 @@ def outputs_figure(result: Mapping[str, Any]) -> Figure:
     max_kl = np.asarray(result["max_kl"], dtype=float)
     cols = 2
     rows = -(-len(sets) // cols)
-    fig = Figure(figsize=(10, 3.2 * rows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, sharey=True)).ravel()
+    fig, axes = _subplots(10, 3.2 * rows, rows, cols, sharey=True)
+    axes = axes.ravel()
     for ax, name, row in zip(axes, sets, max_kl, strict=False):
         ax.scatter(np.arange(row.size), _positive(row), s=2, alpha=0.3)
         ax.set_yscale("log")
@@ -171,8 +184,7 @@ def outputs_figure(result: Mapping[str, Any]) -> Figure:
 def function_space_figure(result: Mapping[str, Any]) -> Figure:
     """Share of each right singular vector in the nullspace of the output Jacobian."""
     fraction = np.asarray(result["null_fraction"], dtype=float)
-    fig = Figure(figsize=(7, 3.6), layout="constrained")
-    ax = fig.subplots()
+    fig, ((ax,),) = _subplots(7, 3.6)
     ax.scatter(np.arange(fraction.size), fraction, s=2, alpha=0.3)
     ax.axhline(result["expected"], color="black", ls="--", lw=0.8, label="random direction")
     ax.set_xlabel("singular vector index i")

@@ -28,7 +28,7 @@ def alignment(U, singular_values, Vt, taus=DEFAULT_TAUS) -> Alignment:
 
     cos_i = u_i^T v_i. Along a bulk direction J v_i = s_i u_i with s_i ~ 1 and
     u_i ~ v_i: a perturbation of theta_0 along v_i reaches theta_T unchanged
-    (Belrose & Scherlis, arXiv 2412.07003, Section 3).
+    (Belrose & Scherlis, arXiv 2412.07003).
 
     **Arguments:**
 

@@ -28,7 +28,7 @@ class DataDependence(NamedTuple):
 def data_dependence(spectra: Mapping[str, np.ndarray], taus=DEFAULT_TAUS) -> DataDependence:
     """Compare |s_i - 1| of training Jacobians of the same initialisation on different data.
 
-    Belrose & Scherlis (arXiv 2412.07003, Section 6) find the bulk depends on the
+    Belrose & Scherlis (arXiv 2412.07003) find the bulk depends on the
     inputs but hardly on the labels: with shuffled labels the curve of |s_i - 1|
     stays close to that of real data, with white-noise inputs it does not.
 

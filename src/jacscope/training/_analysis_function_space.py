@@ -54,8 +54,9 @@ def function_space_overlap(
     `jacscope.jacobian_operator(...).materialize`). With F = U_F S_F V_F^T and R the
     first r rows of V_F^T (a basis of the row space), the part of a unit vector v in
     null(F) is ||Pi_null v||^2 = 1 - ||R v||^2. Directions in null(F) do not change
-    the outputs on X to first order; Belrose & Scherlis (arXiv 2412.07003) relate the
-    bulk, which training leaves unchanged, to such function-space-neutral directions.
+    the outputs on X to first order. Belrose & Scherlis (arXiv 2412.07003) find that
+    bulk perturbations hardly change in-distribution outputs; this measures how much
+    of each direction is invisible to the outputs on X already at initialisation.
 
     **Arguments:**
 

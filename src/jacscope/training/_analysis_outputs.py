@@ -26,7 +26,7 @@ def probe_inputs(x_train, x_test, key: jax.Array) -> dict[str, jax.Array]:
     - `key`: a `jax.random` key for the noise inputs.
 
     **Returns:** `{"train": x_train, "test": x_test, "inverted": 1 - x_test,
-    "noise": N(0, 1) of x_test's shape}` (the sets of arXiv 2412.07003, Section 4;
+    "noise": N(0, 1) of x_test's shape}` (the sets of arXiv 2412.07003;
     inverting suits features scaled to [0, 1]).
     """
     x_train = jnp.asarray(x_train)
@@ -91,7 +91,7 @@ def output_sensitivity(
     With p_theta(. | x) = softmax(apply_fn(theta, x)), the divergence
     KL_j(x) = sum_c p_theta(c | x) [log p_theta(c | x) - log p_{theta + scale d_j}(c | x)]
     is evaluated on every input of each set and its maximum kept. Belrose &
-    Scherlis (arXiv 2412.07003, Section 4) add each right singular vector v_j of the
+    Scherlis (arXiv 2412.07003) add each right singular vector v_j of the
     training Jacobian to theta_T: bulk directions leave the predictions on training
     and test inputs almost unchanged, yet change them on far out-of-distribution
     inputs (inverted images, noise).

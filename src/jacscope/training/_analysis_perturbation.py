@@ -93,8 +93,7 @@ def perturbation_response(
     eps s_i u_i. The projection of the actual change on u_i, the norm of its
     remainder and the test loss tell how far this linear picture holds: along bulk
     directions it holds over many orders of magnitude of eps, along the top
-    (chaotic) direction it breaks down early (Belrose & Scherlis, arXiv 2412.07003,
-    Section 4).
+    (chaotic) direction it breaks down early (Belrose & Scherlis, arXiv 2412.07003).
 
     All len(indices) x len(eps) retrainings run as one batched program
     (`run.train` under `jax.lax.map`, vectorised `batch_size` at a time).

@@ -127,10 +127,10 @@ def restricted_training(
 ) -> RestrictedTraining:
     """Train inside the span of k right singular vectors of J; test loss against k.
 
-    Belrose & Scherlis (arXiv 2412.07003, Section 5) find that training confined to
-    the bulk (the k directions with s closest to one) barely lowers the test loss,
-    while training in its complement does nearly as well as unrestricted training:
-    the bulk is, to first order, left alone by training.
+    The experiment of Belrose & Scherlis (arXiv 2412.07003): if training leaves the
+    bulk (the directions with s closest to one) alone, training confined to it should
+    barely lower the test loss, while training in its complement should come close
+    to unrestricted training.
 
     **Arguments:**
 

@@ -88,7 +88,7 @@ def seed_overlap(
     Sort each run's right singular vectors by |s_i - 1| and let A_k, B_k be the first
     k of each. The mean squared cosine of the principal angles between them,
     ||A_k B_k^T||_F^2 / k, is compared with k / n, its value for random subspaces.
-    Belrose & Scherlis (arXiv 2412.07003, Section 7) find the bulks of different
+    Belrose & Scherlis (arXiv 2412.07003) find the bulks of different
     seeds overlap far more than chance. All n values of k come from one product
     M = A_n B_n^T and a two-dimensional prefix sum of M^2.
 

@@ -90,7 +90,7 @@ def region_counts(singular_values, taus=DEFAULT_TAUS) -> RegionCounts:
 
     **Returns:** a `RegionCounts` (plain values, JSON-ready via `_asdict()`).
 
-    Citation: Belrose & Scherlis, arXiv 2412.07003, Section 3 (three regions).
+    Citation: Belrose & Scherlis, arXiv 2412.07003.
     """
     s = _singular_values(singular_values)
     if s.size == 0:

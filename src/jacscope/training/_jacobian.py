@@ -19,7 +19,7 @@ from jacscope.training._propagate import TangentPropagation
 from jacscope.training._run import TrainingRun
 from jacscope.training._store import ChunkStore, hash_json, hash_tree, read_manifest
 
-DEFAULT_CHUNK_SIZE = 256
+DEFAULT_CHUNK_SIZE = 128
 """Columns per chunk when neither `chunk_size` nor `max_bytes` says otherwise: wide
 enough that the tangent products run as wide GEMMs, small enough to stay in cache."""
 
