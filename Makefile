@@ -17,7 +17,7 @@ $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-base
 	touch $@
 
 demo: $(VENV)/.stamp-base
-	$(VENV)/bin/jacscope spectrum --dataset digits --wrt params --k 32 --out $(OUT)
+	$(VENV)/bin/jacscope train-jacobian --out $(OUT)
 
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -257,6 +257,7 @@ def train_all(args, out: Path) -> dict:
                     path.write_text(json.dumps(record, indent=1))
                     progress.advance(task)
             timings = time_steps(args, name, sizes, batches, progress)
+            (out / f"{name}-timing.json").write_text(json.dumps(timings, indent=1))
             for method, ratio in timings.items():
                 results[(name, method, "time")] = ratio
     return results
@@ -314,35 +315,68 @@ ACCURACY_KEYS = (
 )
 
 
-def tables(results, args) -> list[Table]:
+def table_rows(results, args) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of the two tables of every dataset."""
     out = []
     for name in args.datasets:
-        acc = Table(title=f"{name}: test accuracy (%), mean ± std over {len(args.seeds)} seeds")
-        acc.add_column("method")
-        for key in ACCURACY_KEYS:
-            label = key.replace("pgd_inf", "PGD∞").replace("pgd_2", "PGD₂").replace("noise", "σ")
-            acc.add_column(label, justify="right")
-        jac = Table(
-            title=f"{name}: input Jacobian of the logits; Lipschitz l_inf bounds at eps = "
-            f"{LIPSCHITZ_EPS} over {args.lipschitz} test inputs"
-        )
-        for column in ("method", "mean ‖J‖_F", "Lip lower", "Lip upper", "width", "time/step"):
-            jac.add_column(column, justify="left" if column == "method" else "right")
+        acc_header = ["method"] + [
+            key.replace("pgd_inf", "PGD∞").replace("pgd_2", "PGD₂").replace("noise", "σ")
+            for key in ACCURACY_KEYS
+        ]
+        jac_header = ["method", "mean ‖J‖_F", "Lip lower", "Lip upper", "width", "time/step"]
+        acc_rows, jac_rows = [], []
         for method in args.methods:
-            acc.add_row(method, *(summary(results, name, method, k) for k in ACCURACY_KEYS))
+            acc_rows.append([method, *(summary(results, name, method, k) for k in ACCURACY_KEYS)])
             timing = results.get((name, method, "time"))
-            jac.add_row(
-                method,
-                summary(results, name, method, "jacobian_frobenius"),
-                summary(results, name, method, "lipschitz_lower"),
-                summary(results, name, method, "lipschitz_upper"),
-                summary(results, name, method, "lipschitz_width"),
-                "-"
-                if timing is None
-                else f"{timing['ratio']:.2f}x ({timing['us_per_step']:.0f} µs)",
+            jac_rows.append(
+                [
+                    method,
+                    *(
+                        summary(results, name, method, key)
+                        for key in (
+                            "jacobian_frobenius",
+                            "lipschitz_lower",
+                            "lipschitz_upper",
+                            "lipschitz_width",
+                        )
+                    ),
+                    "-"
+                    if timing is None
+                    else f"{timing['ratio']:.2f}x ({timing['us_per_step']:.0f} µs)",
+                ]
             )
-        out += [acc, jac]
+        out.append(
+            (
+                f"{name}: test accuracy (%), mean ± std over {len(args.seeds)} seeds",
+                acc_header,
+                acc_rows,
+            )
+        )
+        out.append(
+            (
+                f"{name}: input Jacobian of the logits; Lipschitz l_inf bounds at eps = "
+                f"{LIPSCHITZ_EPS} over {args.lipschitz} test inputs; training time per step",
+                jac_header,
+                jac_rows,
+            )
+        )
     return out
+
+
+def rich_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title)
+    for i, column in enumerate(header):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def markdown_table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    lines = [f"**{title}**", "", "| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -357,17 +391,22 @@ def main() -> None:
     parser.add_argument("--timing-steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--out", type=Path, default=Path("results/robustness"))
+    parser.add_argument("--markdown", action="store_true", help="also print Markdown tables")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results = train_all(args, args.out)
-    for table in tables(results, args):
-        console.print(table)
+    tables = table_rows(results, args)
+    for table in tables:
+        console.print(rich_table(*table))
     strengths = {m: r.strength for m, r in METHODS.items() if r.penalty}
     console.print(
         f"strengths: {strengths}; Adam lr {args.lr}, batch {args.batch_size}, "
         f"{args.epochs} epochs; total {time.perf_counter() - start:.0f} s"
     )
+    if args.markdown:
+        for table in tables:
+            print(markdown_table(*table))
 
 
 if __name__ == "__main__":

@@ -100,16 +100,16 @@ def build(args) -> tuple[TrainingRun, dict]:
         return build_run(config).run, {"model": "mlp", **config.__dict__}
     data = load_dataset(args.dataset)
     steps_per_epoch = data.x_train.shape[0] // args.batch_size
-    num_steps = args.epochs * steps_per_epoch
+    num_steps = args.cnn_epochs * steps_per_epoch
     input_shape = (8, 8) if args.dataset == "digits" else (data.x_train.shape[1],)
     params0 = init_cnn(jax.random.key(0), input_shape, data.num_classes)
-    batches = make_batches(data.x_train, data.y_train, args.batch_size, args.epochs)
+    batches = make_batches(data.x_train, data.y_train, args.batch_size, args.cnn_epochs)
     optimizer = optax.sgd(optax.cosine_decay_schedule(0.1, num_steps), momentum=0.9)
     run = TrainingRun(params0, classification_loss(cnn_apply), optimizer, batches)
     description = {
         "model": "lenet5",
         "dataset": args.dataset,
-        "epochs": args.epochs,
+        "epochs": args.cnn_epochs,
         "batch_size": args.batch_size,
         "optimizer": "sgd(cosine 0.1, momentum 0.9)",
     }
@@ -144,7 +144,7 @@ def product_costs(run: TrainingRun, args) -> dict:
 def one_model(args) -> dict:
     """Everything measured for one model (run in its own process)."""
     run, description = build(args)
-    num_params = int(sum(x.size for x in jax.tree.leaves(run.params0)))
+    num_params = run_size(run)
     console.print(
         f"[bold]{description['model']}[/] on {args.dataset}: P = {num_params:,} parameters, "
         f"T = {run.num_steps} steps, {jnp.dtype(jax.tree.leaves(run.params0)[0].dtype).name}"
@@ -182,6 +182,10 @@ def one_model(args) -> dict:
     }
 
 
+def run_size(run: TrainingRun) -> int:
+    return int(sum(x.size for x in jax.tree.leaves(run.params0)))
+
+
 def _analysis(run, args, out, description, progress):
     if args.checkpoint in ("none", "sqrt"):
         checkpoint = None if args.checkpoint == "none" else "sqrt"
@@ -192,7 +196,7 @@ def _analysis(run, args, out, description, progress):
         k=args.k,
         key=jax.random.key(0),
         method=args.method,
-        depth=args.depth,
+        depth=args.depth if args.depth is not None else min(3 * args.k + 14, run_size(run)),
         num_probes=args.probes,
         probes_per_batch=args.probes,
         density_depth=args.density_depth,
@@ -281,17 +285,20 @@ def _analysis_table(report: dict, limit_minutes: float | None) -> Table:
     for i, tau in enumerate(regions["taus"]):
         table.add_row(
             f"regions, tau = {tau:g} (estimated)",
-            f"chaotic {regions['chaotic'][i]:,.0f} +- {regions['chaotic_stderr'][i]:,.0f}, "
-            f"bulk {regions['bulk'][i]:,.0f} +- {regions['bulk_stderr'][i]:,.0f}, "
-            f"stable {regions['stable'][i]:,.0f} +- {regions['stable_stderr'][i]:,.0f}",
+            "; ".join(
+                f"{name} {regions[name][i]:,.0f} +- {regions[name + '_stderr'][i]:,.0f} "
+                f"[{regions[name + '_range'][i][0]:,.0f}, {regions[name + '_range'][i][1]:,.0f}]"
+                for name in ("chaotic", "bulk", "stable")
+            ),
         )
     table.add_row(
         "bulk fraction (estimated)",
         ", ".join(
-            f"{f:.4f} +- {e:.4f} (tau {t:g})"
-            for f, e, t in zip(
+            f"{f:.4f} +- {e:.4f} in [{r[0]:.3f}, {r[1]:.3f}] (tau {t:g})"
+            for f, e, r, t in zip(
                 regions["bulk_fraction"],
                 regions["bulk_fraction_stderr"],
+                regions["bulk_fraction_range"],
                 regions["taus"],
                 strict=True,
             )
@@ -319,14 +326,21 @@ def _analysis_table(report: dict, limit_minutes: float | None) -> Table:
     itemsize = 8 if result["dtype"] == "float64" else 4
     dense = num_params**2 * itemsize
     mv = report["costs"].get("sqrt", report["costs"].get("stored"))["mv"]
+    exact = num_params * mv
     table.add_row(
         "dense path",
         f"J alone needs {_fmt_bytes(dense)}"
         + (" (impossible here)" if dense > 16 * 2**30 else "")
-        + f"; P = {num_params:,} forward sweeps ~ {_fmt_time(num_params * mv)} at the mv rate",
+        + f"; P = {num_params:,} forward sweeps at the measured mv rate: {_fmt_time(exact)}"
+        f" = {2 * exact / 86400:.1f} CPU-days on 2 cores",
     )
     if model == "lenet5":
-        table.add_row("exact LeNet-5 Jacobian", LENET_REPORTED_CPU_DAYS)
+        steps = report["num_steps"]
+        table.add_row(
+            "exact LeNet-5 Jacobian",
+            f"{LENET_REPORTED_CPU_DAYS}; at 625 steps the sweeps above would take "
+            f"{2 * exact * 625 / steps / 86400:.1f} CPU-days",
+        )
     return table
 
 
@@ -336,11 +350,14 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", choices=("digits", "mnist1d"), default="digits")
     parser.add_argument("--hidden", type=int, default=1024, help="MLP hidden width")
     parser.add_argument("--layers", type=int, default=2, help="MLP hidden layers")
-    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--epochs", type=int, default=25, help="MLP epochs (25: 625 steps)")
+    parser.add_argument("--cnn-epochs", type=int, default=2, help="CNN epochs (2: 50 steps)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--k", type=int, default=32, help="singular triplets of J and J - I")
     parser.add_argument("--method", choices=("lanczos", "randomized"), default="lanczos")
-    parser.add_argument("--depth", type=int, default=None, help="Lanczos depth of svd_topk")
+    parser.add_argument(
+        "--depth", type=int, default=None, help="Lanczos depth of svd_topk (default 3k + 14)"
+    )
     parser.add_argument("--probes", type=int, default=2, help="density probes")
     parser.add_argument("--density-depth", type=int, default=30)
     parser.add_argument(

@@ -3,9 +3,9 @@
 import jax
 import numpy as np
 import pytest
-from spectra import dense_operator, singular_spectrum, with_eigenvalues, with_singular_values
 
 from jacscope import linalg
+from spectra import dense_operator, singular_spectrum, with_eigenvalues, with_singular_values
 
 NUM_PROBES = 20
 DEPTH = 20

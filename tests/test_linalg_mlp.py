@@ -83,7 +83,9 @@ def hessian(trained):
     return op, np.asarray(jax.hessian(flat_loss)(flat))
 
 
+@pytest.mark.slow
 def test_hessian_eigenvalues(hessian, key):
+    """Top eigenvalues by magnitude of the (indefinite) loss Hessian, an hvp operator."""
     op, dense = hessian
     exact = np.linalg.eigvalsh(dense)
     by_magnitude = exact[np.argsort(-np.abs(exact))][:6]

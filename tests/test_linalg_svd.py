@@ -3,9 +3,15 @@
 import jax
 import numpy as np
 import pytest
-from spectra import SPECTRA, dense_operator, singular_spectrum, with_eigenvalues, with_singular_values
 
 from jacscope import linalg
+from spectra import (
+    SPECTRA,
+    dense_operator,
+    singular_spectrum,
+    with_eigenvalues,
+    with_singular_values,
+)
 
 SHAPE = (120, 80)
 K = 10
@@ -32,7 +38,7 @@ def test_lanczos_singular_values_match_numpy(name, key):
     np.testing.assert_allclose(np.asarray(Vt) @ np.asarray(Vt).T, np.eye(K), atol=1e-10)
     recomputed = _recomputed_residuals(matrix, U, S, Vt)
     np.testing.assert_allclose(np.asarray(info.residuals), recomputed, rtol=1e-6, atol=1e-13)
-    assert info.num_matvecs == 2 * min(min(SHAPE), 2 * K + 20) + K
+    assert info.num_matvecs == 2 * min(min(SHAPE), 3 * K + 20) + K
 
 
 @pytest.mark.parametrize("name", SPECTRA)
@@ -69,7 +75,10 @@ def test_svd_is_reproducible_and_jit_compatible(method, key):
     eager = linalg.svd_topk(op, K, key=key, method=method)
     again = linalg.svd_topk(op, K, key=key, method=method)
     jitted = jax.jit(lambda k: linalg.svd_topk(op, K, key=k, method=method))(key)
-    for a, b, c in zip(jax.tree.leaves(eager), jax.tree.leaves(again), jax.tree.leaves(jitted)):
+    leaves = zip(
+        jax.tree.leaves(eager), jax.tree.leaves(again), jax.tree.leaves(jitted), strict=True
+    )
+    for a, b, c in leaves:
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-12, atol=1e-14)
     other = linalg.svd_topk(op, K, key=jax.random.key(1), method=method)

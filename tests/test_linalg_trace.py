@@ -6,9 +6,9 @@ import functools
 import jax
 import numpy as np
 import pytest
-from spectra import dense_operator, with_eigenvalues, with_singular_values
 
 from jacscope import linalg
+from spectra import dense_operator, with_eigenvalues, with_singular_values
 
 N = 60
 NUM_KEYS = 200

@@ -22,14 +22,13 @@ STEPS = 3
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def mlp_params(key, sizes=(3, 4, 2)):
-    keys = jax.random.split(key, 2 * (len(sizes) - 1))
+def mlp_params(rng, sizes=(3, 4, 2)):
     return [
         {
-            "w": 0.7 * jax.random.normal(keys[2 * i], (a, b)),
-            "b": 0.3 * jax.random.normal(keys[2 * i + 1], (b,)),
+            "w": jnp.asarray(0.7 * rng.normal(size=(a, b))),
+            "b": jnp.asarray(0.3 * rng.normal(size=b)),
         }
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=False))
+        for a, b in zip(sizes[:-1], sizes[1:], strict=False)
     ]
 
 
@@ -41,11 +40,10 @@ def mlp_loss(params, batch):
     return optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
 
 
-def mlp_batches(key, steps=STEPS, batch=5, dim=3, classes=2):
-    kx, ky = jax.random.split(key)
+def mlp_batches(rng, steps=STEPS, batch=5, dim=3, classes=2):
     return {
-        "x": jax.random.normal(kx, (steps, batch, dim)),
-        "y": jax.random.randint(ky, (steps, batch), 0, classes),
+        "x": jnp.asarray(rng.normal(size=(steps, batch, dim))),
+        "y": jnp.asarray(rng.integers(0, classes, size=(steps, batch)), jnp.int32),
     }
 
 
@@ -57,10 +55,8 @@ OPTIMIZERS = {
 
 
 def mlp_run(name="momentum", seed=0):
-    key = jax.random.key(seed)
-    return TrainingRun(
-        mlp_params(key), mlp_loss, OPTIMIZERS[name](), mlp_batches(jax.random.fold_in(key, 1))
-    )
+    rng = np.random.default_rng(seed)
+    return TrainingRun(mlp_params(rng), mlp_loss, OPTIMIZERS[name](), mlp_batches(rng))
 
 
 def plain_loop_jacobian(params0, loss_fn, optimizer, batches):
@@ -109,12 +105,13 @@ def test_momentum_matches_jacfwd_and_chunking_is_exact(momentum_case):
         np.testing.assert_allclose(chunked, jac, rtol=0, atol=1e-12 * scale)
 
 
-def test_quadratic_gradient_descent_is_product_of_contractions(key):
+def test_quadratic_gradient_descent_is_product_of_contractions():
     """theta <- theta - eta (H_t theta - b_t): J = prod_t (I - eta H_t), newest left."""
     n, steps, eta = 6, 4, 0.15
-    a = jax.random.normal(key, (steps, n, n))
-    hessians = jnp.einsum("tij,tkj->tik", a, a) / n + 0.1 * jnp.eye(n)
-    batches = {"h": hessians, "b": jax.random.normal(jax.random.fold_in(key, 1), (steps, n))}
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(steps, n, n))
+    hessians = np.einsum("tij,tkj->tik", a, a) / n + 0.1 * np.eye(n)
+    batches = {"h": jnp.asarray(hessians), "b": jnp.asarray(rng.normal(size=(steps, n)))}
 
     def step(theta, state, batch):
         loss, grad = jax.value_and_grad(lambda th: 0.5 * th @ batch["h"] @ th - batch["b"] @ th)(
@@ -124,7 +121,7 @@ def test_quadratic_gradient_descent_is_product_of_contractions(key):
 
     run = TrainingRun.from_step(jnp.ones(n), step, lambda p: (), batches)
     expected = np.eye(n)
-    for h in np.asarray(hessians):
+    for h in hessians:
         expected = (np.eye(n) - eta * h) @ expected
     np.testing.assert_allclose(training_jacobian(run, chunk_size=4), expected, atol=1e-13)
 
@@ -134,10 +131,11 @@ def test_zero_learning_rate_gives_identity():
     np.testing.assert_array_equal(training_jacobian(run, chunk_size=10), np.eye(26))
 
 
-def test_custom_step_with_clipping_and_unusual_ops(key):
+def test_custom_step_with_clipping_and_unusual_ops():
     """A hand-written step (global-norm clipping, weight decay, a cumulative sum and a
     convolution in the model): exercises the generic per-equation path."""
-    kernel = jax.random.normal(key, (2, 1, 3))
+    rng = np.random.default_rng(3)
+    kernel = jnp.asarray(rng.normal(size=(2, 1, 3)))
 
     def loss_fn(params, batch):
         h = jnp.tanh(batch["x"] @ params["w"])  # (B, 4)
@@ -154,10 +152,10 @@ def test_custom_step_with_clipping_and_unusual_ops(key):
         updates, state = optimizer.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss
 
-    params0 = {"w": jax.random.normal(key, (3, 4)), "s": jnp.asarray(0.7)}
+    params0 = {"w": jnp.asarray(rng.normal(size=(3, 4))), "s": jnp.asarray(0.7)}
     batches = {
-        "x": jax.random.normal(jax.random.fold_in(key, 1), (STEPS, 5, 3)),
-        "y": jax.random.normal(jax.random.fold_in(key, 2), (STEPS, 5)),
+        "x": jnp.asarray(rng.normal(size=(STEPS, 5, 3))),
+        "y": jnp.asarray(rng.normal(size=(STEPS, 5))),
     }
     run = TrainingRun.from_step(params0, step, optimizer.init, batches)
     reference = plain_loop_jacobian(params0, loss_fn, optimizer, batches)
@@ -253,8 +251,8 @@ def test_nan_loss_names_the_step_and_keeps_finished_chunks(momentum_case, tmp_pa
 
 def test_non_finite_params0_names_the_leaf():
     run = mlp_run()
-    params0 = jax.tree.map(lambda x: x, run.params0)
-    params0[1]["w"] = params0[1]["w"].at[2, 1].set(jnp.inf)
+    params0 = jax.tree.map(np.array, run.params0)
+    params0[1]["w"][2, 1] = np.inf
     bad = TrainingRun(params0, mlp_loss, optax.sgd(0.1), run.batches)
     with pytest.raises(ValueError, match=r"params0\[1\]\['w'\]"):
         training_jacobian(bad)

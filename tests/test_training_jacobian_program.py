@@ -37,71 +37,75 @@ def _selects_and_scalars(p, x):
     return jnp.max(h, axis=1), (p["s"] ** 2) * jnp.sum(jnp.abs(p["w"])), p["s"]
 
 
-def _params(key):
-    ks = jax.random.split(key, 6)
-    return {
-        "w": jax.random.normal(ks[0], (3, 4)),
-        "b": jax.random.normal(ks[1], (4,)),
-        "v": jax.random.normal(ks[2], (4, 5)),
-        "a": jax.random.normal(ks[3], (5, 2, 3)),
-        "k": jax.random.normal(ks[4], (2, 1, 3)),
-        "s": jnp.asarray(0.8),
-    }
+def _params(rng):
+    shapes = {"w": (3, 4), "b": (4,), "v": (4, 5), "a": (5, 2, 3), "k": (2, 1, 3)}
+    params = {name: jnp.asarray(rng.normal(size=shape)) for name, shape in shapes.items()}
+    return {**params, "s": jnp.asarray(0.8)}
+
+
+def _linear_jaxpr(fn, params):
+    """The linear jaxpr of `jax.linearize(fn, params)` (traced, nothing runs) and a
+    function computing its residuals: `(jaxpr, residuals(params) -> consts)`."""
+    box = {}
+
+    def residuals(p):
+        _, linear = jax.linearize(fn, p)
+        closed = jax.make_jaxpr(linear)(p)
+        box["jaxpr"] = closed.jaxpr
+        return closed.consts
+
+    jax.make_jaxpr(residuals)(params)
+    return box["jaxpr"], residuals
 
 
 @pytest.mark.parametrize("fn", [_mlp, _batched_dot_and_layout, _generic_ops, _selects_and_scalars])
-@pytest.mark.parametrize("placement", ["canonical", "front", "back"])
-def test_program_equals_vmap_of_linearisation(fn, placement, key):
-    params = _params(key)
-    x = jax.random.normal(jax.random.fold_in(key, 7), (5, 3, 2))
+@pytest.mark.parametrize("placement", ["canonical", "back"])
+def test_program_equals_vmap_of_linearisation(fn, placement):
+    rng = np.random.default_rng(0)
+    params = _params(rng)
+    x = jnp.asarray(rng.normal(size=(5, 3, 2)))
     x = x[:, :, 0] if fn in (_mlp, _generic_ops, _selects_and_scalars) else x
-    _, linear = jax.linearize(lambda p: fn(p, x), params)
-    closed = jax.make_jaxpr(linear)(params)
-    in_avals = [v.aval for v in closed.jaxpr.invars]
-    out_avals = [v.aval for v in closed.jaxpr.outvars]
+    jaxpr, residuals = _linear_jaxpr(lambda p: fn(p, x), params)
 
     def axes(avals):
-        return [
-            {"canonical": canonical_axis(a.ndim), "front": 0, "back": a.ndim}[placement]
-            for a in avals
-        ]
+        return [canonical_axis(a.ndim) if placement == "canonical" else a.ndim for a in avals]
 
-    in_axes, out_axes = axes(in_avals), axes(out_avals)
-    program = TangentProgram(closed.jaxpr, in_axes, out_axes)
-    k = 3
+    in_axes = axes([v.aval for v in jaxpr.invars])
+    out_axes = axes([v.aval for v in jaxpr.outvars])
+    program = TangentProgram(jaxpr, in_axes, out_axes)
     leaves, tree = jax.tree.flatten(params)
-    tangents = [
-        jax.random.normal(jax.random.fold_in(key, i), (k, *leaf.shape))
-        for i, leaf in enumerate(leaves)
-    ]
-    expected = jax.vmap(lambda *t: jax.tree.leaves(linear(jax.tree.unflatten(tree, t))))(
-        *tangents
-    )
-    prepared = program.prepare(closed.consts)
-    got = jax.jit(program.apply)(
-        [jnp.moveaxis(t, 0, a) for t, a in zip(tangents, in_axes, strict=True)], prepared
-    )
+    tangents = [jnp.asarray(rng.normal(size=(3, *leaf.shape))) for leaf in leaves]
+
+    @jax.jit
+    def both(params, tangents):
+        _, linear = jax.linearize(lambda p: fn(p, x), params)
+        expected = jax.vmap(lambda *t: jax.tree.leaves(linear(jax.tree.unflatten(tree, t))))(
+            *tangents
+        )
+        moved = [jnp.moveaxis(t, 0, a) for t, a in zip(tangents, in_axes, strict=True)]
+        return program.apply(moved, program.prepare(residuals(params))), expected
+
+    got, expected = both(params, tangents)
     for g, e, a in zip(got, expected, out_axes, strict=True):
         np.testing.assert_allclose(jnp.moveaxis(g, a, 0), e, rtol=1e-12, atol=1e-12)
 
 
-def test_elementwise_chains_are_collapsed(key):
-    """The linearisation of an MLP step (GELU, softmax, momentum) compiles to few
-    instructions: each elementwise chain is one fused sum, and XLA gets no transpose
-    of a K-wide activation."""
-    params = _params(key)
-    x = jax.random.normal(key, (5, 3))
+def test_elementwise_chains_are_collapsed():
+    """The linearisation of an MLP step (GELU, softmax) compiles to far fewer
+    instructions than it has equations: each elementwise chain is one fused sum."""
+    rng = np.random.default_rng(1)
+    params = _params(rng)
+    x = jnp.asarray(rng.normal(size=(5, 3)))
 
     def step(p):
         grads = jax.grad(lambda q: _mlp(q, x)[0])(p)
         return jax.tree.map(lambda a, g: a - 0.1 * g, p, grads)
 
-    _, linear = jax.linearize(step, params)
-    closed = jax.make_jaxpr(linear)(params)
-    axes = [canonical_axis(v.aval.ndim) for v in closed.jaxpr.invars]
-    program = TangentProgram(closed.jaxpr, axes, axes)
+    jaxpr, _ = _linear_jaxpr(step, params)
+    axes = [canonical_axis(v.aval.ndim) for v in jaxpr.invars]
+    program = TangentProgram(jaxpr, axes, axes)
     elementwise = sum(
-        e.primitive.name in ("mul", "add", "add_any", "sub", "neg", "select_n")
-        for e in closed.jaxpr.eqns
+        e.primitive.name in ("mul", "add", "add_any", "sub", "neg", "select_n") for e in jaxpr.eqns
     )
-    assert elementwise > 3 * program.num_instructions
+    assert elementwise >= 40  # the chains this test is about
+    assert 2 * program.num_instructions < len(jaxpr.eqns)

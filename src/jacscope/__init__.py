@@ -1,14 +1,29 @@
 """jacscope: Jacobians of learning, computed without forming them.
 
-The public API is re-exported here; subpackages (`jacscope.linalg`, ...) hold the rest.
+The public API: the operator protocol and the training Jacobian are re-exported
+here; each capability is a subpackage (`jacscope.linalg`, `jacscope.training`,
+`jacscope.penalties`, `jacscope.lipschitz`, `jacscope.propagation`,
+`jacscope.parallel`) with its own explicit re-exports.
 """
 
+from jacscope import data as data
+from jacscope import linalg as linalg
+from jacscope import lipschitz as lipschitz
+from jacscope import models as models
 from jacscope import operators as operators
+from jacscope import parallel as parallel
+from jacscope import penalties as penalties
+from jacscope import propagation as propagation
+from jacscope import training as training
+from jacscope.linalg import Estimate as Estimate
 from jacscope.operators import AbstractLinearOperator as AbstractLinearOperator
 from jacscope.operators import DenseTooLarge as DenseTooLarge
 from jacscope.operators import JacobianOperator as JacobianOperator
 from jacscope.operators import LinearOperator as LinearOperator
 from jacscope.operators import identity as identity
 from jacscope.operators import jacobian_operator as jacobian_operator
+from jacscope.training import TrainingRun as TrainingRun
+from jacscope.training import training_jacobian as training_jacobian
+from jacscope.training import training_jacobian_operator as training_jacobian_operator
 
 __version__ = "0.1.0"

@@ -64,7 +64,7 @@ def eigh_topk(
     - `key`: a `jax.random` key; equal keys give identical results.
     - `which`: `"largest"` (algebraically largest, descending), `"smallest"`
       (ascending) or `"largest_magnitude"` (descending `|l|`, from both ends).
-    - `depth`: Krylov depth, `k <= depth <= n`; default `min(n, 2 k + 20)`. Costs
+    - `depth`: Krylov depth, `k <= depth <= n`; default `min(n, 3 k + 20)`. Costs
       `depth + k` products.
 
     Works under `jax.jit` (with `k`, `which` and `depth` static).

@@ -36,7 +36,7 @@ def spectral_norm(
     singular value of `A` lies within `residual / sqrt(2)` of it; when the top
     singular value is separated from the rest by `gap`, `||A||_2 - s` is at most
     `residual^2 / (2 gap)` as well. Krylov methods converge fastest at the ends of the
-    spectrum, so a modest `depth` (default `min(min(m, n), 22)`) usually gives
+    spectrum, so a modest `depth` (default `min(min(m, n), 23)`) usually gives
     `||A||_2` to many digits; `residual` tells.
 
     **Arguments:** `op` (any operator), `key` (a `jax.random` key), `depth`

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -114,11 +113,9 @@ def cnn_apply(params: dict, x: jax.Array) -> jax.Array:
 
     Each example is reshaped from its flat features to `(H, W, C)` (square, so
     H = W = sqrt(d / C)) or `(L, C)`, resized (nearest neighbour) to the canvas the
-    parameters were built for, passed through valid convolution (cross-correlation,
-    as `jax.lax.conv_general_dilated`, computed as patches times a matrix) -> GELU ->
-    2 x 2 average pool twice, flattened, and through the dense layers (GELU between them,
-    none at the
-    output). GELU is the tanh approximation, as in `mlp_apply`.
+    parameters were built for, passed through valid convolution -> GELU -> 2 x 2
+    average pool twice, flattened, and through the dense layers (GELU between them,
+    none at the output). GELU is the tanh approximation, as in `mlp_apply`.
 
     **Arguments:**
 
@@ -166,20 +163,10 @@ def _resize(h: jax.Array, canvas: int, rank: int) -> jax.Array:
 
 
 def _conv_valid(h: jax.Array, kernel: jax.Array, rank: int) -> jax.Array:
-    """Valid cross-correlation (as `lax.conv_general_dilated`) by patches and one matmul.
-
-    The k^rank shifted views of `h` are stacked into patches, ordered like the
-    kernel's leading axes, and contracted with the kernel reshaped to a matrix: on a
-    CPU one wide matrix product is much faster than a convolution with few channels.
-    """
-    taps = kernel.shape[0]
-    out = [size - taps + 1 for size in h.shape[1 : rank + 1]]
-    views = []
-    for offset in itertools.product(range(taps), repeat=rank):
-        index = tuple(slice(o, o + n) for o, n in zip(offset, out, strict=True))
-        views.append(h[(slice(None), *index)])
-    patches = jnp.concatenate(views, axis=-1)  # (B, *out, taps^rank * c_in)
-    return patches @ kernel.reshape(-1, kernel.shape[-1])
+    """Valid cross-correlation of `(B, *spatial, C_in)` with `(k, [k,] C_in, C_out)`."""
+    spatial = "HW" if rank == 2 else "H"
+    dims = ("N" + spatial + "C", spatial + "IO", "N" + spatial + "C")
+    return jax.lax.conv_general_dilated(h, kernel, (1,) * rank, "VALID", dimension_numbers=dims)
 
 
 def _average_pool(h: jax.Array, rank: int) -> jax.Array:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
@@ -49,7 +50,8 @@ def training_jacobian(
         A_t = d F_t / d z_t,
 
     so the optimiser state (momentum, Adam moments) is differentiated through, as in
-    Belrose & Scherlis. J is computed in forward mode, columns at a time: a chunk of K
+    Belrose & Scherlis; its non-float leaves (step counters) are constants of the run.
+    J is computed in forward mode, columns at a time: a chunk of K
     columns of the identity is pushed through all T steps in one compiled scan. The
     linearisation of each step is compiled once into a program that applies A_t to
     K tangents as wide matrix products, and its tangent-independent part is computed
@@ -95,36 +97,31 @@ def training_jacobian(
         N. Belrose and A. Scherlis, *Understanding Gradient Descent through the
         Training Jacobian*, arXiv:2412.07003 (2024).
     """
-    if not isinstance(run, TrainingRun):
-        raise TypeError(f"training_jacobian needs a TrainingRun, received {type(run).__name__}")
-    for name, value in (("chunk_size", chunk_size), ("max_bytes", max_bytes)):
-        if value is not None and (not isinstance(value, int | np.integer) or value < 1):
-            raise ValueError(f"{name} must be a positive integer, received {value!r}")
-    check_finite(run.params0, "params0")
+    _check_arguments(run, chunk_size, max_bytes)
     config_hash = hash_json(config, "config")
     prop = _propagation(run)
     num_params, num_steps = prop.num_params, prop.num_steps
-
-    stored = None
-    if out is not None and not force:
-        stored = read_manifest(os.fspath(out))
+    folder = None if out is None else os.fspath(out)
+    stored = None if folder is None or force else read_manifest(folder)
     if stored is not None and chunk_size is None and max_bytes is None:
-        chunk_size, mode = int(stored.get("chunk_size", 0)) or None, stored.get("mode")
-        chunk_size, mode = _plan(prop, chunk_size, None, mode)
+        # Resuming with the layout the folder was written with.
+        k, mode = _plan(prop, int(stored.get("chunk_size", 0)) or None, None, stored.get("mode"))
     else:
-        chunk_size, mode = _plan(prop, chunk_size, max_bytes, None)
-    k = chunk_size
+        k, mode = _plan(prop, chunk_size, max_bytes, None)
     chunks = [(s, min(s + k, num_params)) for s in range(0, num_params, k)]
     flops_per_chunk = num_steps * prop.step_flops(k)
 
     devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices is empty: pass at least one device, or None for all")
     mesh = Mesh(np.asarray(devices, dtype=object), (_AXIS,))
     replicated = NamedSharding(mesh, Spec())
     multiprocess = jax.process_count() > 1
     writer = jax.process_index() == 0
 
-    store = None
-    if out is not None:
+    if folder is None:
+        sink = _InMemory((num_params, num_params), prop.dtype, chunks)
+    else:
         layout = {
             "num_params": num_params,
             "num_steps": num_steps,
@@ -133,8 +130,8 @@ def training_jacobian(
             "mode": mode,
             "chunks": chunks,
         }
-        store = ChunkStore(
-            os.fspath(out),
+        sink = ChunkStore(
+            folder,
             shape=(num_params, num_params),
             dtype=prop.dtype,
             chunks=chunks,
@@ -154,25 +151,21 @@ def training_jacobian(
             force=force,
             create=writer,
         )
-        store.check()
+        # Every process validates; process 0 creates; then the others open its files.
+        sink.check()
         _barrier("jacscope-check", multiprocess)
         if writer:
-            store.open()
+            sink.open()
         _barrier("jacscope-open", multiprocess)
         if not writer:
-            store.open()
-        finished = set(store.finished)
-        result = None
-    else:
-        finished = set()
-        result = np.zeros((num_params, num_params), prop.dtype, order="F")
+            sink.open()
 
     def columns_of(ids):
         return sum(chunks[c][1] - chunks[c][0] for c in ids)
 
-    done = columns_of(finished)
-    remaining = [c for c in range(len(chunks)) if c not in finished]
-    start_time = time.perf_counter()
+    done = columns_of(sink.finished)
+    remaining = [c for c in range(len(chunks)) if c not in sink.finished]
+    start_time, flops = time.perf_counter(), 0.0
     if remaining:
         params0 = _replicate(run.params0, replicated)
         data = _replicate(run.batches, replicated)
@@ -185,51 +178,76 @@ def training_jacobian(
         sharded = _cached(
             prop, ("chunks", mesh, k, mode), lambda: _sharded_chunks(prop, mesh, k, mode)
         )
-    flops = 0.0
     if progress is not None:
         progress(done, num_params, 0.0, 0.0)
     width = len(devices)
-    start_sharding = NamedSharding(mesh, Spec(_AXIS))
     for first in range(0, len(remaining), width):
         ids = remaining[first : first + width]
-        starts = _starts_array(
-            [chunks[c][0] for c in ids] + [num_params] * (width - len(ids)), start_sharding
-        )
-        outputs = sharded(starts, params0, data)
+        starts = [chunks[c][0] for c in ids] + [num_params] * (width - len(ids))
+        outputs = sharded(_starts_array(starts, mesh), params0, data)
         if mode == "stored":
             block = outputs
         else:
             block, chunk_losses = outputs
             _check_losses(chunk_losses.addressable_data(0)[0])
-        local = {}
-        for shard in block.addressable_shards:
-            position = (shard.index[1].start or 0) // k
-            if position < len(ids):
-                local[ids[position]] = np.asarray(shard.data)
-        if store is not None:
-            for c, columns in local.items():
-                store.write(c, columns)
-            store.flush()
-            _barrier(f"jacscope-round-{first}", multiprocess)
-            if writer:
-                store.commit(ids)
-        elif multiprocess:
+        if multiprocess and folder is None:  # every process returns all of J
             gathered = np.asarray(multihost_utils.process_allgather(block, tiled=True))
-            for position, c in enumerate(ids):
-                a, b = chunks[c]
-                result[:, a:b] = gathered[:, position * k : position * k + b - a]
-        else:
-            for c, columns in local.items():
-                a, b = chunks[c]
-                result[:, a:b] = columns[:, : b - a]
+            columns = {c: gathered[:, i * k : (i + 1) * k] for i, c in enumerate(ids)}
+        else:  # each process keeps the chunks of its own devices
+            columns = {}
+            for shard in block.addressable_shards:
+                position = (shard.index[1].start or 0) // k
+                if position < len(ids):
+                    columns[ids[position]] = np.asarray(shard.data)
+        for c, block_columns in columns.items():
+            sink.write(c, block_columns)
+        sink.flush()
+        _barrier(f"jacscope-round-{first}", multiprocess and folder is not None)
+        if writer:
+            sink.commit(ids)
         done += columns_of(ids)
         flops += flops_per_chunk * len(ids)
         if progress is not None:
             progress(done, num_params, time.perf_counter() - start_time, flops)
-    if store is not None:
-        _barrier("jacscope-done", multiprocess)
-        return store.result()
-    return result
+    _barrier("jacscope-done", multiprocess and folder is not None)
+    return sink.result()
+
+
+def _check_arguments(run: Any, chunk_size: Any, max_bytes: Any) -> None:
+    if not isinstance(run, TrainingRun):
+        raise TypeError(f"training_jacobian needs a TrainingRun, received {type(run).__name__}")
+    for name, value in (("chunk_size", chunk_size), ("max_bytes", max_bytes)):
+        if value is not None and (not isinstance(value, int | np.integer) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, received {value!r}")
+    check_finite(run.params0, "params0")
+    for path, leaf in jax.tree_util.tree_leaves_with_path(run.params0):
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+            raise ValueError(
+                f"params0{jax.tree_util.keystr(path)} has dtype {jnp.result_type(leaf)}; "
+                "the training Jacobian is taken with respect to floating-point parameters"
+            )
+
+
+class _InMemory:
+    """The Jacobian in a NumPy array: the counterpart of `ChunkStore` without `out`."""
+
+    def __init__(self, shape: tuple[int, int], dtype: Any, chunks: list[tuple[int, int]]):
+        self.matrix = np.zeros(shape, dtype, order="F")
+        self.chunks = chunks
+        self.finished: set[int] = set()
+
+    def write(self, chunk: int, block: np.ndarray) -> None:
+        start, stop = self.chunks[chunk]
+        self.matrix[:, start:stop] = block[:, : stop - start]
+
+    def flush(self) -> None:
+        pass
+
+    def commit(self, chunks: list[int]) -> None:
+        self.finished.update(chunks)
+
+    def result(self) -> np.ndarray:
+        return self.matrix
 
 
 def _sharded_chunks(prop: TangentPropagation, mesh: Mesh, k: int, mode: str) -> Callable:
@@ -317,10 +335,11 @@ def _plan(
     return k, mode
 
 
-def _starts_array(starts: list[int], sharding: NamedSharding) -> jax.Array:
+def _starts_array(starts: list[int], mesh: Mesh) -> jax.Array:
     """The first column of each device's chunk, one per device (padding starts at P:
     those chunks are all zero columns and are discarded)."""
     values = np.asarray(starts, np.int32)
+    sharding = NamedSharding(mesh, Spec(_AXIS))
     return jax.make_array_from_callback(values.shape, sharding, lambda index: values[index])
 
 

@@ -119,12 +119,13 @@ class TangentProgram:
 
     - `jaxpr`: a `jax.extend.core.Jaxpr` whose `constvars` are the residuals and whose
       `invars` are the tangents; linear in the tangents.
-    - `in_axes`: for each tangent input, where its K axis sits (its output keeps it).
+    - `in_axes`: for each tangent input, where its K axis sits.
+    - `out_axes`: for each output, where its K axis must sit.
 
     `prepare(residuals)` returns the known arrays the program reads (a list);
-    `apply(tangents, prepared)` maps tangent buffers (each with its K axis at
-    `in_axes[i]`) to output buffers laid out the same way as the matching inputs
-    (`out_axes`).
+    `apply(tangents, prepared)` maps tangent buffers (input i with its K axis at
+    `in_axes[i]`) to the output buffers (output j with its K axis at `out_axes[j]`).
+    A buffer is the logical array with the K tangents stacked along that axis.
     """
 
     def __init__(self, jaxpr: Any, in_axes: Sequence[int], out_axes: Sequence[int]):
@@ -521,9 +522,6 @@ class TangentProgram:
             [],
         )
 
-    def _buf(self, value, axis: int | None = None) -> _Buf:
-        return self._materialize(value, axis)
-
     # ------------------------------------------------------- structural ops
 
     def _dot(self, eqn, args, tangent_is_lhs: bool) -> _Lazy:
@@ -556,7 +554,7 @@ class TangentProgram:
 
         j = min(range(len(valid)), key=cost)
         t_axis = valid[j]
-        buf = self._buf(t_lazy, t_axis)
+        buf = self._materialize(t_lazy, t_axis)
 
         def shift(dims):
             return tuple(d + (1 if d >= t_axis else 0) for d in dims)
@@ -598,7 +596,7 @@ class TangentProgram:
         return self._emit_dot(swapped, t_lazy, known, not tangent_is_lhs, shape, lazy.dtype)
 
     def _reduce_sum(self, lazy: _Lazy, axes, shape, dtype) -> _Lazy:
-        buf = self._buf(lazy)
+        buf = self._materialize(lazy)
         batched = tuple(a + (1 if a >= buf.axis else 0) for a in axes)
         axis = buf.axis - sum(1 for a in axes if a < buf.axis)
         out = self._emit(
@@ -612,7 +610,7 @@ class TangentProgram:
         return self._lazy_of(out)
 
     def _reshape(self, lazy: _Lazy, shape, dtype) -> _Lazy:
-        buf = self._buf(lazy)
+        buf = self._materialize(lazy)
         prefix = math.prod(buf.shape[: buf.axis])
         cut = [i for i in range(len(shape) + 1) if math.prod(shape[:i]) == prefix]
         if cut:
@@ -630,7 +628,7 @@ class TangentProgram:
         swapped = self._swapped_dot(lazy, perm)
         if swapped is not None:
             return swapped
-        buf = self._buf(lazy)
+        buf = self._materialize(lazy)
         axis = canonical_axis(len(shape))
         full = []
         for p in range(len(shape) + 1):
@@ -650,7 +648,7 @@ class TangentProgram:
         bufs, slots, kinds = [], [], []
         for a in args:
             if isinstance(a, _Lazy):
-                bufs.append(self._buf(a, 0))
+                bufs.append(self._materialize(a, 0))
                 kinds.append(("tangent", None))
             elif isinstance(a, _Slot):
                 slots.append(a)
