@@ -40,7 +40,6 @@ from rich.table import Table
 
 from jacscope.parallel import (
     MADE,
-    CausalTransformer,
     jacobi_decode,
     solve_autoregressive,
     solve_sequence,
@@ -112,7 +111,8 @@ def lyapunov(step, h0, xs) -> float:
 
 def gru_section(out, text, progress, task):
     like = apps.GRULanguageModel(len(text.alphabet), 16, 32, key=jax.random.key(0))
-    model = cached(out, "gru", like, lambda: apps.train_gru(text, steps=600)[0])
+    train = lambda: apps.train_gru(text, progress=_training(progress, task, "GRU"))[0]
+    model = cached(out, "gru", like, train)
     h0 = jnp.zeros(32)
     tokens = jnp.asarray(text.test[: max(GRU_LENGTHS)])
     xs_all = model.inputs(tokens)
@@ -189,7 +189,10 @@ def made_section(out, progress, task, samples=256):
         size = side * side
         progress.update(task, description=f"MADE {size} pixels: training")
         like = MADE(size, 500, key=jax.random.key(1))
-        model = cached(out, f"made{size}", like, lambda t=train: apps.train_made(t)[0])
+        report = _training(progress, task, f"MADE {size} pixels")
+        model = cached(
+            out, f"made{size}", like, lambda t=train, r=report: apps.train_made(t, progress=r)[0]
+        )
         nll = float(apps.made_nll(model, jnp.asarray(test)))
         noise = jax.random.uniform(jax.random.key(10 + side), (samples, size))
         guess = jnp.zeros(size, jnp.int32)
@@ -225,11 +228,18 @@ def made_section(out, progress, task, samples=256):
     return rows
 
 
-def _transformer(out, text):
-    like = CausalTransformer(
-        len(text.alphabet), 128, width=96, depth=3, heads=4, key=jax.random.key(2)
-    )
-    return cached(out, "transformer", like, lambda: apps.train_transformer(text)[0])
+def _training(progress, task, what):
+    def report(step, loss):
+        progress.update(task, description=f"{what}: training step {step}, loss {loss:.3f}")
+
+    return report
+
+
+def _transformer(out, text, progress, task):
+    train = lambda: apps.train_transformer(text, progress=_training(progress, task, "transformer"))[
+        0
+    ]
+    return cached(out, "transformer", apps.transformer(text), train)
 
 
 def _prompts(tokens, count, length, seed):
@@ -238,7 +248,7 @@ def _prompts(tokens, count, length, seed):
 
 
 def decoding_section(out, text, progress, task, num_tokens=64, count=32):
-    model = _transformer(out, text)
+    model = _transformer(out, text, progress, task)
     prompts = jnp.asarray(_prompts(text.test, count, 32, 5))
     rows, reference = [], None
     for block in (num_tokens, 8, 16, 32, 64):  # the first is greedy decoding itself
@@ -274,7 +284,7 @@ def decoding_section(out, text, progress, task, num_tokens=64, count=32):
 
 
 def sampling_section(out, text, progress, task, count=64):
-    model = _transformer(out, text)
+    model = _transformer(out, text, progress, task)
     prompt = jnp.asarray(_prompts(text.test, 1, 32, 6)[0])
     vocab = len(text.alphabet)
     rows = []
@@ -335,18 +345,14 @@ def sampling_section(out, text, progress, task, count=64):
 
 
 def cllm_section(out, text, progress, task, block=16, num_tokens=32):
-    model = _transformer(out, text)
+    model = _transformer(out, text, progress, task)
     train_prompts = _prompts(text.train, 512, 32, 7)
     test_prompts = jnp.asarray(_prompts(text.test, 64, 32, 8))
     progress.update(task, description="CLLM: collecting Jacobi trajectories")
     trajectories = apps.jacobi_trajectories(model, train_prompts, num_tokens, block)
 
-    def train():
-        def report(i, loss):
-            progress.update(task, description=f"CLLM: fine-tuning step {i}, loss {loss:.3f}")
-
-        return apps.consistency_finetune(model, trajectories, progress=report)[0]
-
+    report = _training(progress, task, "CLLM fine-tuning")
+    train = lambda: apps.consistency_finetune(model, trajectories, progress=report)[0]
     tuned = cached(out, "transformer_cllm", model, train)
     progress.advance(task)
 

@@ -134,7 +134,7 @@ class GRULanguageModel(eqx.Module):
         return jnp.mean(jax.vmap(one)(batch))
 
 
-def train_gru(text: Text, *, steps=300, hidden=32, features=16, progress=None):
+def train_gru(text: Text, *, steps=600, hidden=32, features=16, progress=None):
     model = GRULanguageModel(len(text.alphabet), features, hidden, key=jax.random.key(0))
     rng = np.random.default_rng(0)
     return fit(
@@ -183,10 +183,16 @@ def train_made(x: np.ndarray, *, hidden=500, steps=1500, progress=None):
     )
 
 
-def train_transformer(text: Text, *, steps=800, context=128, progress=None):
-    model = CausalTransformer(
-        len(text.alphabet), context, width=96, depth=3, heads=4, key=jax.random.key(2)
+def transformer(text: Text, context: int = 96) -> CausalTransformer:
+    """The untrained character transformer (width 64, 2 blocks, 4 heads)."""
+    return CausalTransformer(
+        len(text.alphabet), context, width=64, depth=2, heads=4, key=jax.random.key(2)
     )
+
+
+def train_transformer(text: Text, *, steps=1500, progress=None):
+    model = transformer(text)
+    context = model.max_len
     rng = np.random.default_rng(2)
 
     def loss(model, batch):

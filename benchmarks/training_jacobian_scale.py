@@ -44,9 +44,13 @@ from rich.table import Table
 
 from jacscope.data import load_dataset, make_batches
 from jacscope.models import classification_loss, cnn_apply, init_cnn
-from jacscope.training import TrainingRun, training_jacobian_operator
-from jacscope.training._matrix_free import matrix_free_analysis
-from jacscope.training._setup import TrainingConfig, build_run
+from jacscope.training import (
+    TrainingConfig,
+    TrainingRun,
+    build_run,
+    matrix_free_analysis,
+    training_jacobian_operator,
+)
 
 LENET_REPORTED_CPU_DAYS = "hundreds of CPU-days (reported, exact LeNet-5 Jacobian)"
 console = Console(width=110)
@@ -351,7 +355,7 @@ def main(argv=None) -> int:
     parser.add_argument("--hidden", type=int, default=1024, help="MLP hidden width")
     parser.add_argument("--layers", type=int, default=2, help="MLP hidden layers")
     parser.add_argument("--epochs", type=int, default=25, help="MLP epochs (25: 625 steps)")
-    parser.add_argument("--cnn-epochs", type=int, default=2, help="CNN epochs (2: 50 steps)")
+    parser.add_argument("--cnn-epochs", type=int, default=1, help="CNN epochs (1: 25 steps)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--k", type=int, default=32, help="singular triplets of J and J - I")
     parser.add_argument("--method", choices=("lanczos", "randomized"), default="lanczos")
@@ -359,11 +363,11 @@ def main(argv=None) -> int:
         "--depth", type=int, default=None, help="Lanczos depth of svd_topk (default 3k + 14)"
     )
     parser.add_argument("--probes", type=int, default=2, help="density probes")
-    parser.add_argument("--density-depth", type=int, default=30)
+    parser.add_argument("--density-depth", type=int, default=40)
     parser.add_argument(
         "--checkpoint", default="none", help="'none' (stored trajectory), 'sqrt' or an integer"
     )
-    parser.add_argument("--batched", type=int, default=8, help="vectors in the mm timing")
+    parser.add_argument("--batched", type=int, default=4, help="vectors in the mm timing")
     parser.add_argument("--cost-modes", default="stored,sqrt")
     parser.add_argument("--limit-minutes", type=float, default=60.0)
     parser.add_argument("--out", default=None, help="folder to save (and resume) work in")

@@ -282,8 +282,9 @@ def test_output_sensitivity_kl(tiny):
     assert {row["set"] for row in result.summary} == set(result.sets)
 
 
-def test_function_space_overlap_against_dense_nullspace(tiny):
-    x = tiny.x_test[:3]
+@pytest.mark.parametrize("num_inputs", [3, 24])  # F wide (9 x 67) and tall (72 x 67)
+def test_function_space_overlap_against_dense_nullspace(tiny, num_inputs):
+    x = jnp.concatenate([tiny.x_test, tiny.x])[:num_inputs]
     result = function_space_overlap(mlp_apply, tiny.params0, x, tiny.Vt, singular_values=tiny.S)
 
     def outputs(theta):
@@ -291,8 +292,8 @@ def test_function_space_overlap_against_dense_nullspace(tiny):
 
     F = np.asarray(jax.jacfwd(outputs)(tiny.theta0))
     null = scipy.linalg.null_space(F)
-    assert result.shape == [9, tiny.S.size]
-    assert result.rank == tiny.S.size - null.shape[1] == 9
+    assert result.shape == [3 * num_inputs, tiny.S.size]
+    assert result.rank == tiny.S.size - null.shape[1] == np.linalg.matrix_rank(F)
     direct = np.sum((tiny.Vt @ null) ** 2, axis=1)
     np.testing.assert_allclose(result.null_fraction, direct, atol=1e-10)
     assert result.expected == pytest.approx(null.shape[1] / tiny.S.size)

@@ -95,10 +95,15 @@ def test_other_config_refused_without_force(finished, capsys):
     assert (finished / "report.json").read_text() == report_json
 
 
-def test_unknown_analysis_is_refused(tmp_path, capsys):
-    args = ["train-jacobian", *TINY, "--analyses", "spectrum,nope", "--out", str(tmp_path)]
-    assert main(args) == 2
-    assert "nope" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [("--analyses", "spectrum,nope", "nope"), ("--restricted-ks", "0,30", "restricted_ks")],
+)
+def test_bad_options_are_refused_before_writing(tmp_path, capsys, option, value, named):
+    out = tmp_path / "run"
+    assert main(["train-jacobian", *TINY, option, value, "--out", str(out)]) == 2
+    assert named in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_force_starts_over_for_another_config(finished):

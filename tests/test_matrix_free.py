@@ -14,8 +14,13 @@ import jacscope
 from jacscope import linalg
 from jacscope.data import load_digits, make_batches
 from jacscope.models import classification_loss, init_mlp, mlp_apply
-from jacscope.training import TrainingRun, region_counts, training_jacobian_operator
-from jacscope.training._matrix_free import _quadrature_bracket, matrix_free_analysis
+from jacscope.training import (
+    TrainingRun,
+    matrix_free_analysis,
+    region_counts,
+    training_jacobian_operator,
+)
+from jacscope.training._matrix_free import _quadrature_bracket
 from spectra import dense_operator
 
 K = 6

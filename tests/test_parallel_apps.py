@@ -6,6 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from scipy import stats
 
@@ -172,3 +173,46 @@ def test_consistency_loss_is_the_mean_cross_entropy(key):
     np.testing.assert_allclose(float(loss), np.mean(expected), rtol=1e-10)
     with pytest.raises(ValueError, match="states must have shape"):
         consistency_loss(model, context, states[0], target)
+
+
+def test_bad_decoding_input_is_named(key):
+    model = _toy_transformer(key)
+    with pytest.raises(ValueError, match="multiple of block_size"):
+        jacobi_decode(model, jnp.array([1, 2], jnp.int32), 10, block_size=4)
+    with pytest.raises(ValueError, match="integer tokens"):
+        jacobi_decode(model, jnp.array([1.0, 2.0]), 8, block_size=4)
+    with pytest.raises(ValueError, match=r"expected \(5, 3\)"):
+        speculative_jacobi_sample(lambda t: jnp.zeros((5, 4)), key, 5, 3)
+
+
+@pytest.mark.slow
+def test_consistency_training_cuts_jacobi_iterations_and_keeps_greedy_outputs(key):
+    model = _toy_transformer(key)
+    prompts = jnp.asarray(np.random.default_rng(0).integers(0, 11, (32, 4)))
+    decode = eqx.filter_jit(
+        lambda m: jax.vmap(lambda p: jacobi_decode(m, p, 8, block_size=8, return_iterates=True))(
+            prompts
+        )
+    )
+    before = decode(model)
+    states, fixed = before.iterates[:, 0], before.tokens
+
+    def loss(m):
+        per = jax.vmap(lambda c, s, f: consistency_loss(m, c, s, f))(prompts, states, fixed)
+        return jnp.mean(per)
+
+    optimizer = optax.adam(3e-3)
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+
+    @eqx.filter_jit
+    def update(m, opt_state):
+        grads = eqx.filter_grad(loss)(m)
+        updates, opt_state = optimizer.update(grads, opt_state)
+        return eqx.apply_updates(m, updates), opt_state
+
+    tuned = model
+    for _ in range(150):
+        tuned, opt_state = update(tuned, opt_state)
+    after = decode(tuned)
+    np.testing.assert_array_equal(after.tokens, before.tokens)  # greedy outputs kept
+    assert float(jnp.mean(after.iterations)) < float(jnp.mean(before.iterations)) - 1

@@ -56,7 +56,7 @@ def test_products_equal_exact_jacobian(adam_run, exact_jacobian):
     )
 
 
-@pytest.mark.parametrize("checkpoint_every", [None, 1, 2])
+@pytest.mark.parametrize("checkpoint_every", [None, 1])
 def test_every_checkpointing_gives_the_same_transpose(adam_run, exact_jacobian, checkpoint_every):
     op = training_jacobian_operator(adam_run, checkpoint_every=checkpoint_every)
     u = jax.random.normal(jax.random.key(2), (31,))
@@ -92,10 +92,11 @@ def test_linalg_estimators_on_the_operator(adam_run, exact_jacobian):
 
 
 def test_cnn_run_transpose_is_adjoint_of_forward():
+    """<u, J v> = <J^T u, v>: the JVP and the checkpointed VJP through a CNN run agree."""
     key = jax.random.key(6)
-    params0 = init_cnn(key, (8, 8), 3, channels=(2, 3), kernel_size=3, hidden=(4,), canvas=10)
+    params0 = init_cnn(key, (18,), 3, channels=(2, 3), kernel_size=3, hidden=(4,))
     batches = {
-        "x": jax.random.uniform(key, (3, 4, 64)),
+        "x": jax.random.uniform(key, (3, 4, 18)),
         "y": jax.random.randint(key, (3, 4), 0, 3),
     }
     run = TrainingRun(params0, classification_loss(cnn_apply), optax.sgd(0.5, 0.9), batches)
@@ -103,27 +104,23 @@ def test_cnn_run_transpose_is_adjoint_of_forward():
     kv, ku = jax.random.split(key)
     v = jax.random.normal(kv, op.shape[:1])
     u = jax.random.normal(ku, op.shape[:1])
-    Jv = op.mv(v)
-    np.testing.assert_allclose(jnp.vdot(u, Jv), jnp.vdot(op.rmv(u), v), rtol=1e-10)
-    # and J v is the derivative of theta_T along v (central difference, step 1e-5)
-    x0 = op.primal_in
-    final = lambda x: op.ravel_input(run.train(op.unravel_input(x))[0])
-    fd = (final(x0 + 1e-5 * v) - final(x0 - 1e-5 * v)) / 2e-5
-    np.testing.assert_allclose(Jv, fd, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(jnp.vdot(u, op.mv(v)), jnp.vdot(op.rmv(u), v), rtol=1e-10)
 
 
 def test_lenet5_sizes():
-    digits = init_cnn(jax.random.key(0))
-    assert ravel_pytree(digits)[0].size == 61_706  # LeNet-5 on a 32 x 32 canvas
-    assert cnn_apply(digits, jnp.zeros((5, 64))).shape == (5, 10)
-    assert cnn_apply(digits, jnp.zeros(64)).shape == (10,)
-    signal = init_cnn(jax.random.key(0), (40,))
+    """Shapes only (`jax.eval_shape`): LeNet-5's parameter count on digits, 1-D on MNIST-1D."""
+    digits = jax.eval_shape(lambda: init_cnn(jax.random.key(0)))
+    assert sum(leaf.size for leaf in jax.tree.leaves(digits)) == 61_706  # 32 x 32 canvas
+    shape = lambda params, x: jax.eval_shape(cnn_apply, params, x).shape
+    assert shape(digits, jnp.zeros((5, 64))) == (5, 10)
+    assert shape(digits, jnp.zeros(64)) == (10,)
+    signal = jax.eval_shape(lambda: init_cnn(jax.random.key(0), (40,)))
     assert signal["conv"][0]["w"].shape == (5, 1, 6)
-    assert cnn_apply(signal, jnp.zeros((2, 40))).shape == (2, 10)
+    assert shape(signal, jnp.zeros((2, 40))) == (2, 10)
     with pytest.raises(ValueError, match="canvas=33"):
         init_cnn(jax.random.key(0), canvas=33)
     with pytest.raises(ValueError, match="63 features"):
-        cnn_apply(digits, jnp.zeros((1, 63)))
+        shape(digits, jnp.zeros((1, 63)))
 
 
 def test_diverging_run_names_the_step():

@@ -264,15 +264,15 @@ def _metrics(apply_fn, params, x, y):
 class _Job:
     """The state of one call of `run_train_jacobian` (private)."""
 
-    def __init__(self, config, out, options, progress, log):
-        self.config = config
+    def __init__(self, setup: Setup, out: Path, state: dict, options: dict, progress, log):
+        self.setup = setup
+        self.config = setup.config
         self.out = out
+        self.state = state
         self.options = options
         self.progress = progress
         self.log = log
         self.resumed: list[str] = []
-        self.state: dict = {}
-        self.setup: Setup | None = None
         self.theta_T = None
         self.J: np.ndarray | None = None
         self.need_vectors = False
@@ -507,11 +507,8 @@ def run_train_jacobian(
         "max_bytes": max_bytes,
         "force": bool(force),
     }
-    job = _Job(config, out, options, progress, log if log is not None else (lambda message: None))
-    setup = build_run(config)  # validates the configuration before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    job.state = _prepare(out, job_record, force)
-    job.setup = setup
+    # Everything is validated before anything is written.
+    setup = build_run(config)
     num_params = int(ravel_pytree(setup.run.params0)[0].size)
     if options["restricted_ks"] is None:
         fractions = RESTRICTED_FRACTIONS
@@ -520,6 +517,9 @@ def run_train_jacobian(
         raise ValueError(
             f"restricted_ks must lie in [1, P = {num_params}], received {options['restricted_ks']}"
         )
+    out.mkdir(parents=True, exist_ok=True)
+    state = _prepare(out, job_record, force)
+    job = _Job(setup, out, state, options, progress, log or (lambda message: None))
 
     job.log("training")
     t0 = time.perf_counter()
@@ -549,7 +549,7 @@ def run_train_jacobian(
     if info["computed"]:
         job.record_time("jacobian", info["seconds"])
     else:
-        job.resumed.append("jacobian")
+        job.mark_resumed("jacobian")
 
     analyses_dir = out / "analyses"
     records = {}

@@ -46,16 +46,24 @@ class DenseTooLarge(MemoryError):
         )
 
 
-def _working_bytes_per_vector(apply_one, length: int, dtype) -> int:
+def _apply_one(op: AbstractLinearOperator, forward: bool, v: jax.Array) -> jax.Array:
+    return op._mv(v) if forward else op._rmv(v)
+
+
+def _working_bytes_per_vector(op: AbstractLinearOperator, forward: bool) -> int:
     """Working memory of one product, from XLA's memory analysis (fallback: a guess)."""
-    probe = jax.ShapeDtypeStruct((length,), dtype)
+    m, n = op.shape
+    length = n if forward else m
+    dtype = jnp.result_type(op.dtype)
+    probe = jnp.zeros((length,), dtype)
     try:
-        stats = jax.jit(apply_one).lower(probe).compile().memory_analysis()
+        dynamic, static = eqx.partition(op, eqx.is_array)
+        apply = lambda dyn, v: _apply_one(eqx.combine(dyn, static), forward, v)
+        stats = jax.jit(apply).lower(dynamic, probe).compile().memory_analysis()
         per_vector = int(stats.temp_size_in_bytes + stats.output_size_in_bytes)
     except Exception:  # memory analysis is not offered by every backend
         per_vector = 0
-    itemsize = jnp.dtype(dtype).itemsize
-    return max(per_vector, 4 * length * itemsize, 1)
+    return max(per_vector, 4 * (m + n) * jnp.dtype(dtype).itemsize, 1)
 
 
 @functools.partial(eqx.filter_jit, donate="none")
@@ -94,9 +102,7 @@ def materialize(
     forward = n <= m
     count = n if forward else m
     if chunk_size is None:
-        per_vector = _working_bytes_per_vector(
-            op._mv if forward else op._rmv, n if forward else m, dtype
-        )
+        per_vector = _working_bytes_per_vector(op, forward)
         chunk_size = int(np.clip((max_bytes - needed) // per_vector, 1, count))
     elif chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")

@@ -398,8 +398,10 @@ def training_report_sections(report: Mapping[str, Any], folder: str | os.PathLik
                 _key_value(
                     "resources",
                     {
-                        "exact Jacobian": report["jacobian"],
-                        "SVD": report["svd"],
+                        "exact Jacobian": f"{report['jacobian']['file']} "
+                        f"({report['jacobian']['dtype']})",
+                        "achieved GFLOP/s": report["jacobian"]["gflop_per_s"],
+                        "SVD": f"{report['svd']['routine']}, {report['svd']['dtype']}",
                         "peak memory (MiB)": report["peak_memory_mib"],
                         "taken from the folder": report["resumed"],
                     },

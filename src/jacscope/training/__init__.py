@@ -31,6 +31,11 @@ from jacscope.training._analysis_spectrum import region_counts as region_counts
 from jacscope.training._analysis_spectrum import region_masks as region_masks
 from jacscope.training._analysis_spectrum import region_summary as region_summary
 from jacscope.training._jacobian import training_jacobian as training_jacobian
+from jacscope.training._matrix_free import MatrixFreeResult as MatrixFreeResult
+from jacscope.training._matrix_free import RegionEstimates as RegionEstimates
+from jacscope.training._matrix_free import SingularTriplets as SingularTriplets
+from jacscope.training._matrix_free import SingularValueDensity as SingularValueDensity
+from jacscope.training._matrix_free import matrix_free_analysis as matrix_free_analysis
 from jacscope.training._operator import TrainingJacobianOperator as TrainingJacobianOperator
 from jacscope.training._operator import TrainingOperatorCost as TrainingOperatorCost
 from jacscope.training._operator import training_jacobian_operator as training_jacobian_operator

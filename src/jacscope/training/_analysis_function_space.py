@@ -51,9 +51,13 @@ def function_space_overlap(
 
     F = d vec(apply_fn(theta, X)) / d theta is the Jacobian of the network's outputs
     on the inputs X with respect to its parameters (formed densely with
-    `jacscope.jacobian_operator(...).materialize`). With F = U_F S_F V_F^T and R the
-    first r rows of V_F^T (a basis of the row space), the part of a unit vector v in
-    null(F) is ||Pi_null v||^2 = 1 - ||R v||^2. Directions in null(F) do not change
+    `jacscope.jacobian_operator(...).materialize`). With F = U_F S_F V_F^T and V_r the
+    right singular vectors of its r nonzero singular values (a basis of the row
+    space), the part of a unit vector v in null(F) is ||Pi_null v||^2 = 1 - ||V_r^T v||^2.
+    The decomposition comes from the eigendecomposition of the smaller Gram matrix in
+    float64: F^T F = V_F S_F^2 V_F^T, or, when F is wide, F F^T = U_F S_F^2 U_F^T with
+    V_r = F^T U_r S_r^{-1} (much cheaper than an SVD of the wide F; the rank threshold
+    below is far above the Gram's rounding). Directions in null(F) do not change
     the outputs on X to first order. Belrose & Scherlis (arXiv 2412.07003) find that
     bulk perturbations hardly change in-distribution outputs; this measures how much
     of each direction is invisible to the outputs on X already at initialisation.
@@ -79,12 +83,19 @@ def function_space_overlap(
             f"Vt must have shape (k, {num_params}) for {num_params} parameters; received {Vt.shape}"
         )
     F = np.asarray(jacobian_operator(apply_fn, params, x).materialize(max_bytes=max_bytes))
-    _, s_f, row_basis = np.linalg.svd(F, full_matrices=False)
     if rtol is None:
         rtol = max(F.shape) * float(np.finfo(F.dtype).eps)
+    F64 = F.astype(np.float64)
+    wide = F.shape[0] < F.shape[1]
+    eigenvalues, vectors = np.linalg.eigh(F64 @ F64.T if wide else F64.T @ F64)
+    s_f = np.sqrt(np.clip(eigenvalues[::-1], 0.0, None))
+    vectors = vectors[:, ::-1]
     rank = int(np.sum(s_f > rtol * s_f[0])) if s_f.size and s_f[0] > 0 else 0
-    in_row_space = np.sum(np.square(Vt @ row_basis[:rank].T, dtype=np.float64), axis=1)
-    null_fraction = np.clip(1.0 - in_row_space, 0.0, 1.0)
+    if wide:  # coordinates of v in V_r = F^T U_r S_r^{-1}: S_r^{-1} U_r^T (F v)
+        coordinates = ((Vt @ F.T).astype(np.float64) @ vectors[:, :rank]) / s_f[:rank]
+    else:
+        coordinates = Vt.astype(np.float64) @ vectors[:, :rank]
+    null_fraction = np.clip(1.0 - np.sum(np.square(coordinates), axis=1), 0.0, 1.0)
     summary = (
         [] if singular_values is None else region_summary(null_fraction, singular_values, taus)
     )

@@ -42,7 +42,8 @@ from jacscope.training._run import TrainingRun
 from jacscope.training._store import hash_json, hash_tree
 
 STAGES = ("operator", "top_j", "top_j_minus_i", "density")
-"""The stages of `matrix_free_analysis`, in order, as named to its progress callback."""
+"""The stages of `matrix_free_analysis`, in order (the keys of its `timings`); progress
+is reported for the last three."""
 
 FOLDER = "matrix_free"
 _FORMAT = "jacscope.matrix_free/1"
