@@ -229,26 +229,44 @@ def jacobi_trajectories(model, prompts, num_tokens: int, block: int) -> list[Tra
 
 
 def consistency_finetune(
-    model, trajectories: list[Trajectories], *, steps=300, lr=3e-4, batch=8, progress=None
+    model,
+    trajectories: list[Trajectories],
+    *,
+    steps=400,
+    lr=1e-4,
+    batch=16,
+    states_per_example=4,
+    ar_weight=2.0,
+    progress=None,
 ):
-    """Minimise `jacscope.parallel.consistency_loss` over the recorded trajectories (all
-    iterates of a block, its fixed point included, which is the autoregressive term)."""
+    """Minimise `jacscope.parallel.consistency_loss` over recorded Jacobi trajectories.
+
+    Each step draws `batch` examples per block position and `states_per_example` of each
+    example's iterates; the cross-entropy of the fixed point predicted from the fixed
+    point itself (the autoregressive term that holds the greedy output in place) is
+    added with weight `ar_weight`.
+    """
     rng = np.random.default_rng(3)
 
     def loss(model, data):
         total = 0.0
         for contexts, states, fixed in data:
-            per = jax.vmap(lambda c, s, f: consistency_loss(model, c, s, f))(
-                contexts, states, fixed
-            )
-            total = total + jnp.mean(per)
+
+            def one(c, s, f):
+                return consistency_loss(model, c, s, f) + ar_weight * consistency_loss(
+                    model, c, f[None], f
+                )
+
+            total = total + jnp.mean(jax.vmap(one)(contexts, states, fixed))
         return total / len(data)
 
     def sample(i):
         picks = []
         for traj in trajectories:
             idx = rng.integers(0, len(traj.contexts), batch)
-            picks.append((traj.contexts[idx], traj.states[idx], traj.fixed_points[idx]))
+            rows = rng.integers(0, traj.states.shape[1], (batch, states_per_example))
+            states = traj.states[idx[:, None], rows]
+            picks.append((traj.contexts[idx], states, traj.fixed_points[idx]))
         return picks
 
     return fit(model, loss, sample, steps, lr, progress)

@@ -2,8 +2,9 @@
 
 A job takes a frozen config dataclass and an optional progress callback, computes,
 and returns a NamedTuple of plain Python values (`json.dumps(result._asdict())`
-works); it prints nothing and writes nothing. `jacscope.report` draws the results
-and `jacscope.cli` runs jobs from the command line.
+works); it prints nothing. A job that runs for minutes writes its finished work to
+its output folder as it goes, so that a killed run resumes. `jacscope.report` draws
+the results and `jacscope.cli` runs jobs from the command line.
 """
 
 from jacscope.jobs.spectrum import PreparedJacobian as PreparedJacobian
