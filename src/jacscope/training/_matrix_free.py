@@ -357,9 +357,9 @@ def matrix_free_analysis(
     - `force`: discard what `out/matrix_free/` holds and start over.
     - `config`: a JSON-able description of how the run was built (the step function
       cannot be hashed; this tells runs apart in the manifest).
-    - `progress`: `progress(stage, done, total)` as work advances: sweeps through
-      training within a stage (`top_j`, `top_j_minus_i`), probe batches for
-      `density`.
+    - `progress`: `progress(stage, done, total)` as work advances, counting sweeps
+      through training within the stage (`top_j`, `top_j_minus_i`, `density`; a
+      resumed probe batch counts as done). Called from JAX's callback thread.
 
     **Returns:** a `MatrixFreeResult` of plain values.
 
