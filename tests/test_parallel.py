@@ -25,7 +25,7 @@ def _gru(key, gain, hidden=6, features=3):
 
 def _pair_rnn(key, gain, hidden=12, features=2):
     """A tanh RNN whose state is a pytree: {"h": (hidden,), "c": (2,)}."""
-    rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**16)))
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)))
     w = gain * rng.normal(size=(hidden, hidden)) / np.sqrt(hidden)
     u = 0.2 * rng.normal(size=(hidden, features))
     v = rng.normal(size=(2, hidden)) / np.sqrt(hidden)
