@@ -387,6 +387,7 @@ def cllm_section(out, text, progress, task, block=16, num_tokens=32):
                     "tokens_per_pass": float(num_tokens / np.asarray(jac.forward_passes).mean()),
                     "jacobi_equals_greedy": float(np.mean(np.all(jac.tokens == greedy, axis=1))),
                     "greedy_unchanged": float(np.mean(np.all(greedy == original[split], axis=1))),
+                    "token_agreement": float(np.mean(greedy == original[split])),
                     "jacobi_seconds": j_seconds,
                     "vs_greedy": j_seconds / g_seconds,
                 }
@@ -546,6 +547,7 @@ def report(console, results):
                     "tokens/pass",
                     "Jacobi = greedy",
                     "greedy unchanged",
+                    "tokens unchanged",
                     "x greedy",
                 ],
                 results["cllm"],
@@ -556,9 +558,10 @@ def report(console, results):
                     "tokens_per_pass",
                     "jacobi_equals_greedy",
                     "greedy_unchanged",
+                    "token_agreement",
                     "vs_greedy",
                 ],
-                [str, str, _f(2), _f(3), _f(3), _f(3), _f(2)],
+                [str, str, _f(2), _f(3), _f(3), _f(3), _f(3), _f(2)],
             )
         )
 

@@ -233,10 +233,10 @@ def consistency_finetune(
     trajectories: list[Trajectories],
     *,
     steps=400,
-    lr=1e-4,
+    lr=3e-4,
     batch=16,
     states_per_example=4,
-    ar_weight=2.0,
+    ar_weight=4.0,
     progress=None,
 ):
     """Minimise `jacscope.parallel.consistency_loss` over recorded Jacobi trajectories.

@@ -109,16 +109,15 @@ def test_linear_recurrence_matches_a_loop(key):
 
 
 def test_cap_is_reached_and_exact_for_a_counter():
-    # s_t = s_{t-1} + 1 from a zero guess: Jacobi fixes exactly one position per pass.
-    xs = jnp.arange(T, dtype=jnp.float64)
+    # s_t = s_{t-1} + 1 from a zero guess, no inputs: Jacobi fixes one position per pass.
+    counter = lambda s, _: s + 1.0
     run = jax.jit(
-        lambda xs: {
-            m: solve_sequence(lambda s, x: s + 1.0, jnp.asarray(0.0), xs, method=m, block_size=8)
-            for m in PARALLEL
+        lambda s0: {
+            m: solve_sequence(counter, s0, None, length=T, method=m, block_size=8) for m in PARALLEL
         }
     )
-    for method, sol in run(xs).items():
-        np.testing.assert_array_equal(sol.states, xs + 1)
+    for method, sol in run(jnp.asarray(0.0)).items():
+        np.testing.assert_array_equal(sol.states, np.arange(1.0, T + 1))
         if method in ("deer", "quasi_deer"):
             expected = 2  # linear: one Newton step and the verifying pass
         else:

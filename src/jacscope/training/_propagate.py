@@ -51,7 +51,7 @@ class TangentPropagation:
 
     def __init__(self, run: TrainingRun):
         params0 = run.params0
-        flat0, _ = ravel_pytree(params0)
+        flat0 = jax.eval_shape(lambda p: ravel_pytree(p)[0], params0)
         self.num_params = int(flat0.size)
         self.num_steps = run.num_steps
         self.dtype = flat0.dtype
