@@ -16,7 +16,7 @@ columns and T steps) against the best matrix product measured in the same run.
 memory than the machine has on the wide model); hitting either is reported.
 
     python benchmarks/training_jacobian.py              # both models, 2 repeats
-    python benchmarks/training_jacobian.py --wide-steps 125 --repeats 1
+    python benchmarks/training_jacobian.py --models wide --wide-steps 100 --repeats 1
 """
 
 from __future__ import annotations
@@ -104,7 +104,9 @@ def worker_jacscope(hidden: int, steps: int, out_npy: str) -> dict:
     }
 
 
-def worker_jacfwd(hidden: int, steps: int, out_npy: str) -> dict:
+def worker_jacfwd(hidden: int, steps: int, out_npy: str, limit_bytes: int) -> dict:
+    """`jax.jacfwd` of theta_0 -> theta_T. It is not run when XLA's memory analysis of
+    the compiled function says it needs more than `limit_bytes`."""
     import jax
     from jax.flatten_util import ravel_pytree
 
@@ -116,12 +118,18 @@ def worker_jacfwd(hidden: int, steps: int, out_npy: str) -> dict:
         return ravel_pytree(run.train(unravel(flat))[0])[0]
 
     start, cpu = time.perf_counter(), time.process_time()
-    jac = np.asarray(jax.jit(jax.jacfwd(train))(flat0))
+    compiled = jax.jit(jax.jacfwd(train)).lower(flat0).compile()
+    stats = compiled.memory_analysis()
+    needed = stats.temp_size_in_bytes + stats.output_size_in_bytes + stats.argument_size_in_bytes
+    if needed > limit_bytes:
+        return {"error": f"needs {_gib(needed)} (XLA memory analysis), over the limit"}
+    jac = np.asarray(compiled(flat0))
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     np.save(out_npy, jac)
     return {
         "seconds": seconds,
         "cpu_seconds": cpu,
+        "xla_bytes": needed,
         "baseline_rss": baseline,
         "peak_rss": _peak_rss(),
     }
@@ -186,7 +194,7 @@ def benchmark(name, hidden, steps, repeats, jacfwd_timeout, jacfwd_limit, peak, 
             raise SystemExit(f"jacscope {ours[-1]['error']}")
         theirs.append(
             _spawn(
-                ["jacfwd", str(hidden), str(steps), theirs_npy],
+                ["jacfwd", str(hidden), str(steps), theirs_npy, str(jacfwd_limit)],
                 timeout=jacfwd_timeout,
                 limit_bytes=jacfwd_limit,
             )
@@ -217,6 +225,7 @@ def benchmark(name, hidden, steps, repeats, jacfwd_timeout, jacfwd_limit, peak, 
         )
     )
     rows.append(("peak RSS (ru_maxrss)", _gib(best["peak_rss"]), _or(base, "peak_rss", "GiB")))
+    rows.append(("XLA memory analysis (compiled)", "-", _or(base, "xla_bytes", "GiB")))
     rows.append(
         (
             "  above the process baseline",
@@ -261,12 +270,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=625, help="steps of the default model")
     parser.add_argument("--wide-hidden", type=int, default=266, help="hidden width, wide model")
     parser.add_argument("--wide-steps", type=int, default=625, help="steps of the wide model")
-    parser.add_argument("--skip-wide", action="store_true", help="only the default model")
+    parser.add_argument(
+        "--models", default="default,wide", help="comma-separated: default, wide (default both)"
+    )
     parser.add_argument(
         "--jacfwd-timeout", type=float, default=1800, help="seconds before jax.jacfwd is stopped"
     )
     parser.add_argument(
-        "--jacfwd-memory", type=float, default=16, help="address-space limit of jax.jacfwd, GiB"
+        "--jacfwd-memory",
+        type=float,
+        default=12,
+        help="memory limit of jax.jacfwd, GiB (XLA memory analysis, then address space)",
     )
     args = parser.parse_args()
     matmul = _spawn(["matmul"], timeout=600)
@@ -277,10 +291,19 @@ def main() -> None:
     )
     limit = int(args.jacfwd_memory * 2**30)
     with tempfile.TemporaryDirectory() as tmp:
-        benchmark(
-            "default 64-64-10", 64, args.steps, args.repeats, args.jacfwd_timeout, limit, peak, tmp
-        )
-        if not args.skip_wide:
+        models = args.models.split(",")
+        if "default" in models:
+            benchmark(
+                "default 64-64-10",
+                64,
+                args.steps,
+                args.repeats,
+                args.jacfwd_timeout,
+                limit,
+                peak,
+                tmp,
+            )
+        if "wide" in models:
             benchmark(
                 f"wide 64-{args.wide_hidden}-10",
                 args.wide_hidden,
@@ -299,7 +322,7 @@ if __name__ == "__main__":
         workers = {
             "matmul": worker_matmul,
             "jacscope": lambda h, s, o: worker_jacscope(int(h), int(s), o),
-            "jacfwd": lambda h, s, o: worker_jacfwd(int(h), int(s), o),
+            "jacfwd": lambda h, s, o, m: worker_jacfwd(int(h), int(s), o, int(m)),
             "flops": lambda h, s: worker_flops(int(h), int(s)),
         }
         print(json.dumps(workers[kind](*rest)))
