@@ -254,7 +254,7 @@ def benchmark(name, hidden, steps, repeats, jacfwd_timeout, jacfwd_limit, peak, 
 
 def _or(result: dict, key: str, unit: str) -> str:
     if key not in result:
-        return result.get("error", "-")
+        return "-"
     if unit == "GiB":
         return _gib(result[key])
     return f"{result[key]:.1f} {unit}"

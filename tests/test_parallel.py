@@ -161,7 +161,7 @@ def test_iterates_show_prefix_convergence(key):
     [
         ("gru-contracting", PARALLEL),
         ("gru-chaotic", ("deer",)),
-        ("pytree-contracting", ("deer",)),
+        pytest.param("pytree-contracting", ("deer",), marks=pytest.mark.slow),
     ],
 )
 def test_gradients_equal_those_through_lax_scan(name, methods, key):

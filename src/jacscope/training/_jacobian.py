@@ -20,9 +20,15 @@ from jacscope.training._propagate import TangentPropagation
 from jacscope.training._run import TrainingRun
 from jacscope.training._store import ChunkStore, hash_json, hash_tree, read_manifest
 
-DEFAULT_CHUNK_SIZE = 128
-"""Columns per chunk when neither `chunk_size` nor `max_bytes` says otherwise: wide
-enough that the tangent products run as wide GEMMs, small enough to stay in cache."""
+MAX_DEFAULT_CHUNK_SIZE = 256
+"""The largest chunk (columns) chosen when `chunk_size` is not given."""
+
+CACHE_BYTES = 2 * 2**20
+"""On CPUs the default chunk keeps the largest tangent buffer of a step (K times its
+size per column) within this many bytes, about a core's L2 cache: the step's
+elementwise passes then run from cache. Measured on the 64-266-10 MLP, chunks of 16 to
+48 columns (buffers up to 3.3 MB) ran 2 to 3 times faster per column than chunks of
+128, while on 64-64-10 anything from 64 to 192 columns was equally fast."""
 
 DEFAULT_MAX_BYTES = 4 * 2**30
 """Working-memory budget per device when `max_bytes` is not given."""
@@ -62,8 +68,10 @@ def training_jacobian(
     **Arguments:**
 
     - `run`: the `TrainingRun` (any optax optimiser or custom step).
-    - `chunk_size`: columns per chunk K (default `DEFAULT_CHUNK_SIZE`, lowered to fit
-      `max_bytes`). The result is bitwise reproducible for a fixed K.
+    - `chunk_size`: columns per chunk K. The default is the widest chunk (a multiple
+      of 8, at most `MAX_DEFAULT_CHUNK_SIZE`) whose largest tangent buffer fits
+      `CACHE_BYTES` on CPUs, lowered to fit `max_bytes`. The result is bitwise
+      reproducible for a fixed K.
     - `max_bytes`: working-memory budget per device in bytes: the stored
       linearisation (T x its per-step size) plus one chunk of tangents. The Jacobian
       itself is not counted: with `out` it lives on disk.
@@ -101,19 +109,19 @@ def training_jacobian(
     config_hash = hash_json(config, "config")
     prop = _propagation(run)
     num_params, num_steps = prop.num_params, prop.num_steps
+    devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices is empty: pass at least one device, or None for all")
     folder = None if out is None else os.fspath(out)
     stored = None if folder is None or force else read_manifest(folder)
     if stored is not None and chunk_size is None and max_bytes is None:
         # Resuming with the layout the folder was written with.
         k, mode = _plan(prop, int(stored.get("chunk_size", 0)) or None, None, stored.get("mode"))
     else:
-        k, mode = _plan(prop, chunk_size, max_bytes, None)
+        k, mode = _plan(prop, chunk_size, max_bytes, None, devices[0].platform)
     chunks = [(s, min(s + k, num_params)) for s in range(0, num_params, k)]
     flops_per_chunk = num_steps * prop.step_flops(k)
 
-    devices = list(jax.devices() if devices is None else devices)
-    if not devices:
-        raise ValueError("devices is empty: pass at least one device, or None for all")
     mesh = Mesh(np.asarray(devices, dtype=object), (_AXIS,))
     replicated = NamedSharding(mesh, Spec())
     multiprocess = jax.process_count() > 1
@@ -301,7 +309,11 @@ def _cached(prop: TangentPropagation, key: Any, make: Callable[[], Callable]) ->
 
 
 def _plan(
-    prop: TangentPropagation, chunk_size: int | None, max_bytes: int | None, mode: str | None
+    prop: TangentPropagation,
+    chunk_size: int | None,
+    max_bytes: int | None,
+    mode: str | None,
+    platform: str = "cpu",
 ) -> tuple[int, str]:
     """Chunk size K and whether the linearisation is stored or recomputed."""
     itemsize = np.dtype(prop.dtype).itemsize
@@ -316,7 +328,14 @@ def _plan(
         mode = "stored" if stored_bytes <= budget // 2 else "recompute"
     available = budget - (stored_bytes if mode == "stored" else 0)
     fit = max(available // per_column, 0)
-    k = min(DEFAULT_CHUNK_SIZE if chunk_size is None else int(chunk_size), prop.num_params)
+    if chunk_size is not None:
+        k = int(chunk_size)
+    elif platform == "cpu":
+        widest = itemsize * prop.program.largest_buffer_elements()
+        k = min(max(8, CACHE_BYTES // widest // 8 * 8), MAX_DEFAULT_CHUNK_SIZE)
+    else:
+        k = MAX_DEFAULT_CHUNK_SIZE
+    k = min(k, prop.num_params)
     if max_bytes is not None and k > fit:
         if fit < 1:
             raise ValueError(

@@ -202,6 +202,10 @@ class TangentProgram:
     def num_instructions(self) -> int:
         return len(self._instructions)
 
+    def largest_buffer_elements(self) -> int:
+        """Elements per tangent column of the largest buffer the program writes."""
+        return max((self._bufs[i].size for i in self._bufs_live), default=1)
+
     def buffer_elements(self) -> int:
         """Elements per tangent column over every buffer the program writes: an upper
         bound on its working memory per column."""
