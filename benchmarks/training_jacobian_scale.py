@@ -25,6 +25,7 @@ Full scale (the issue's target: under 60 minutes on 2 cores):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -37,13 +38,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from jacscope.data import load_dataset, make_batches
-from jacscope.models import classification_loss, cnn_apply, init_cnn
 from jacscope.training import (
     TrainingConfig,
     TrainingRun,
@@ -93,31 +91,19 @@ def _fmt_time(seconds: float) -> str:
 
 def build(args) -> tuple[TrainingRun, dict]:
     """The run of `args.model`, and a JSON description of it."""
-    if args.model == "mlp":
-        config = TrainingConfig(
-            dataset=args.dataset,
-            hidden=args.hidden,
-            depth=args.layers,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-        )
-        return build_run(config).run, {"model": "mlp", **config.__dict__}
-    data = load_dataset(args.dataset)
-    steps_per_epoch = data.x_train.shape[0] // args.batch_size
-    num_steps = args.cnn_epochs * steps_per_epoch
-    input_shape = (8, 8) if args.dataset == "digits" else (data.x_train.shape[1],)
-    params0 = init_cnn(jax.random.key(0), input_shape, data.num_classes)
-    batches = make_batches(data.x_train, data.y_train, args.batch_size, args.cnn_epochs)
-    optimizer = optax.sgd(optax.cosine_decay_schedule(0.1, num_steps), momentum=0.9)
-    run = TrainingRun(params0, classification_loss(cnn_apply), optimizer, batches)
-    description = {
-        "model": "lenet5",
-        "dataset": args.dataset,
-        "epochs": args.cnn_epochs,
-        "batch_size": args.batch_size,
-        "optimizer": "sgd(cosine 0.1, momentum 0.9)",
-    }
-    return run, description
+    mlp = args.model == "mlp"
+    config = TrainingConfig(
+        dataset=args.dataset,
+        model=args.model,
+        hidden=args.hidden,
+        depth=args.layers,
+        epochs=args.epochs if mlp else args.cnn_epochs,
+        batch_size=args.batch_size,
+    )
+    description = dataclasses.asdict(config)
+    if not mlp:  # the CNN's layers are LeNet-5's; hidden and depth do not apply
+        del description["hidden"], description["depth"]
+    return build_run(config).run, description
 
 
 def product_costs(run: TrainingRun, args) -> dict:
@@ -338,7 +324,7 @@ def _analysis_table(report: dict, limit_minutes: float | None) -> Table:
         + f"; P = {num_params:,} forward sweeps at the measured mv rate: {_fmt_time(exact)}"
         f" = {2 * exact / 86400:.1f} CPU-days on 2 cores",
     )
-    if model == "lenet5":
+    if model == "cnn":
         steps = report["num_steps"]
         table.add_row(
             "exact LeNet-5 Jacobian",

@@ -160,3 +160,11 @@ def test_config_rejects_bad_values(field, value):
 def test_build_run_rejects_batch_larger_than_data():
     with pytest.raises(ValueError, match="batch_size"):
         build_run(TrainingConfig(train_size=10, batch_size=64))
+
+
+def test_cnn_model_is_lenet5_on_digits():
+    setup = build_run(TrainingConfig(model="cnn", epochs=1))
+    assert ravel_pytree(setup.run.params0)[0].size == 61706
+    assert setup.apply_fn(setup.run.params0, setup.dataset.x_test[:3]).shape == (3, 10)
+    batch = jax.tree.map(lambda b: b[0], setup.run.batches)
+    assert np.isfinite(float(setup.loss_fn(setup.run.params0, batch)))

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from jacscope._io import read_json
-from jacscope.cli._train_jacobian import result_tables
+from jacscope.cli._train_jacobian import report_tables
 from jacscope.report import render_training_report
 
 
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     """Re-render the report of `args.dir` and print its tables."""
     path = render_training_report(args.dir)
     console = Console()
-    for table in result_tables(read_json(args.dir / "report.json")):
+    for table in report_tables(read_json(args.dir / "report.json")):
         console.print(table)
     console.print(f"wrote {path}")
     return 0

@@ -1,4 +1,5 @@
-"""`jacscope train-jacobian`: the exact training Jacobian of a run and its analyses."""
+"""`jacscope train-jacobian`: the training Jacobian of a run, exact or matrix-free, and its
+analyses."""
 
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from jacscope.jobs.matrix_free import MODE as MATRIX_FREE
+from jacscope.jobs.matrix_free import run_matrix_free
 from jacscope.jobs.train_jacobian import ANALYSES, DEFAULT_ANALYSES, run_train_jacobian
-from jacscope.report import write_training_report
+from jacscope.report import write_matrix_free_report, write_training_report
+from jacscope.report._matrix_free import REGION_HEADERS, region_rows, stage_seconds, top_rows
 from jacscope.training import TrainingConfig
 
 
@@ -42,6 +46,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--dataset", choices=("digits", "mnist1d"), default=defaults.dataset)
+    parser.add_argument(
+        "--model",
+        choices=("mlp", "cnn"),
+        default=defaults.model,
+        help="MLP (--hidden, --depth) or LeNet-5-like CNN",
+    )
     parser.add_argument("--labels", choices=("real", "shuffled"), default=defaults.labels)
     parser.add_argument("--inputs", choices=("real", "noise"), default=defaults.inputs)
     parser.add_argument("--hidden", type=int, default=defaults.hidden, help="hidden width")
@@ -63,9 +73,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--dtype", choices=("float32", "float64"), default=defaults.dtype)
     parser.add_argument(
         "--analyses",
-        default=",".join(DEFAULT_ANALYSES),
+        default=None,
         help=f"comma-separated, from: {', '.join(ANALYSES)}; or 'all' (data and seeds "
-        "each need further exact Jacobians)",
+        f"each need further exact Jacobians); default: {','.join(DEFAULT_ANALYSES)}",
     )
     parser.add_argument(
         "--restricted-ks",
@@ -85,12 +95,48 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-bytes", type=int, default=None, help="memory budget for J's chunks")
     parser.add_argument("--force", action="store_true", help="discard DIR's results, start over")
+    free = parser.add_argument_group(
+        "matrix-free (models too large for the exact J: top-k triplets of J and J - I, "
+        "a density of J's singular values and estimated region counts)"
+    )
+    free.add_argument("--matrix-free", action="store_true", help="never form J")
+    free.add_argument("--k", type=int, default=64, help="singular triplets of J and of J - I")
+    free.add_argument("--method", choices=("lanczos", "randomized"), default="lanczos")
+    free.add_argument(
+        "--lanczos-depth", type=int, default=None, help="Lanczos steps (default 3k + 20)"
+    )
+    free.add_argument("--probes", type=int, default=8, help="probes of the density")
+    free.add_argument("--density-depth", type=int, default=40, help="Lanczos steps per probe")
+    free.add_argument(
+        "--checkpoint-every",
+        type=_checkpoint_every,
+        default="sqrt",
+        metavar="sqrt|stored|N",
+        help="reverse-mode products: recompute from checkpoints every ~sqrt(T) or N "
+        "steps, or store the trajectory",
+    )
+    free.add_argument("--probe-seed", type=int, default=0, help="seed of the random vectors")
     return parser
+
+
+_EXACT_ONLY = ("analyses", "restricted_ks", "chunk_size", "max_bytes")
+
+
+def _checkpoint_every(text: str) -> int | str | None:
+    if text in ("sqrt", "stored"):
+        return None if text == "stored" else text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected sqrt, stored or a number of steps, received {text!r}"
+        ) from None
 
 
 def _config(args: argparse.Namespace) -> TrainingConfig:
     return TrainingConfig(
         dataset=args.dataset,
+        model=args.model,
         labels=args.labels,
         inputs=args.inputs,
         hidden=args.hidden,
@@ -159,12 +205,109 @@ def result_tables(report: Mapping[str, Any]) -> list[Table]:
     return tables
 
 
+def matrix_free_tables(report: Mapping[str, Any]) -> list[Table]:
+    """Rich tables of a matrix-free report: run, top singular values, estimated regions,
+    cost."""
+    training, analysis = report["training"], report["analysis"]
+    run = Table(title="Training run (matrix-free)", show_header=False)
+    run.add_column("quantity", style="bold")
+    run.add_column("value")
+    run.add_row("parameters P, steps T", f"{report['num_params']:,}, {report['num_steps']}")
+    for split in ("train", "test"):
+        run.add_row(
+            f"{split} loss / accuracy",
+            f"{training[f'initial_{split}_loss']:.4f} -> {training[f'{split}_loss']:.4f} / "
+            f"{training[f'initial_{split}_accuracy']:.3f} -> {training[f'{split}_accuracy']:.3f}",
+        )
+    top_j, top_j_minus_i = analysis["top_j"], analysis["top_j_minus_i"]
+    tops = Table(title=f"Top {len(top_j['values'])} singular values (computed)")
+    for name in ("i", "s_i(J)", "residual / s_i", "s_i(J - I)", "residual / s_i"):
+        tops.add_column(name, justify="right")
+    for row in top_rows(top_j, top_j_minus_i):
+        tops.add_row(*(_fmt(v) for v in row))
+    regions = analysis["regions"]
+    counts = Table(
+        title=f"Regions of the spectrum (estimated, {regions['num_probes']} probes): "
+        "value ± standard error in [range]"
+    )
+    for name in REGION_HEADERS:
+        counts.add_column(name, justify="right")
+    for row in region_rows(regions):
+        counts.add_row(*(_fmt(v) for v in row))
+    sweeps = analysis["sweeps"]
+    cost = Table(title="Cost", show_header=False)
+    cost.add_column("stage", style="bold")
+    cost.add_column("value", justify="right")
+    for stage, seconds in stage_seconds(report).items():
+        cost.add_row(f"{stage} (s)", _fmt(seconds))
+    cost.add_row(
+        "passes through training", f"{sweeps['total']} ({sweeps['mv']} mv, {sweeps['rmv']} rmv)"
+    )
+    cost.add_row("peak memory (MiB)", _fmt(report["peak_memory_mib"]))
+    return [run, tops, counts, cost]
+
+
+def report_tables(report: Mapping[str, Any]) -> list[Table]:
+    """The rich tables of a train-jacobian report, exact or matrix-free."""
+    if report.get("mode") == MATRIX_FREE:
+        return matrix_free_tables(report)
+    return result_tables(report)
+
+
+def _run_matrix_free(args: argparse.Namespace, config: TrainingConfig, console: Console):
+    given = [f"--{name.replace('_', '-')}" for name in _EXACT_ONLY if getattr(args, name)]
+    given += ["--save-vectors"] if args.save_vectors else []
+    if given:
+        raise ValueError(f"{', '.join(given)} apply to the exact Jacobian, not --matrix-free")
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("passes through training"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        tasks: dict[str, Any] = {}
+
+        def on_sweep(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        report = run_matrix_free(
+            config,
+            args.out,
+            k=args.k,
+            method=args.method,
+            depth=args.lanczos_depth,
+            num_probes=args.probes,
+            density_depth=args.density_depth,
+            checkpoint_every=args.checkpoint_every,
+            seed=args.probe_seed,
+            force=args.force,
+            progress=on_sweep,
+            log=progress.console.log,
+        )
+        progress.console.log("writing report.html and report.json")
+        return report, write_matrix_free_report(args.out, report)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run (or resume) the job, write report.html and report.json, print the tables."""
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     config = _config(args)
     console = Console(log_path=False)
+    if args.matrix_free:
+        report, html_path = _run_matrix_free(args, config, console)
+        for table in matrix_free_tables(report._asdict()):
+            console.print(table)
+        if report.resumed:
+            console.print(f"taken from {args.out}: {', '.join(report.resumed)}")
+        console.print(f"wrote {html_path} and {Path(args.out) / 'report.json'}")
+        return 0
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -193,7 +336,7 @@ def run(args: argparse.Namespace) -> int:
         report = run_train_jacobian(
             config,
             args.out,
-            analyses=args.analyses,
+            analyses=args.analyses or DEFAULT_ANALYSES,
             save_vectors=args.save_vectors,
             svd_dtype=args.svd_dtype,
             restricted_ks=args.restricted_ks,

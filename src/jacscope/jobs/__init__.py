@@ -7,6 +7,8 @@ its output folder as it goes, so that a killed run resumes. `jacscope.report` dr
 the results and `jacscope.cli` runs jobs from the command line.
 """
 
+from jacscope.jobs.matrix_free import MatrixFreeReport as MatrixFreeReport
+from jacscope.jobs.matrix_free import run_matrix_free as run_matrix_free
 from jacscope.jobs.spectrum import PreparedJacobian as PreparedJacobian
 from jacscope.jobs.spectrum import SpectrumConfig as SpectrumConfig
 from jacscope.jobs.spectrum import SpectrumResult as SpectrumResult

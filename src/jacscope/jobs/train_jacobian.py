@@ -21,9 +21,7 @@ returns a `TrainJacobianReport` of plain values, which `jacscope.report` writes 
 from __future__ import annotations
 
 import dataclasses
-import resource
 import shutil
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,6 +34,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jacscope._io import atomic_path, read_json, write_json_atomic
+from jacscope._memory import peak_memory_mib
 from jacscope.models import accuracy, cross_entropy
 from jacscope.training import (
     DEFAULT_EPS,
@@ -213,11 +212,6 @@ def _save_spectrum(path: Path, **arrays: np.ndarray) -> None:
         np.savez(handle, **arrays)
 
 
-def _peak_memory_mib() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
-
-
 def _differences(wanted: dict, stored: dict) -> list[str]:
     keys = sorted(set(wanted) | set(stored))
     return [k for k in keys if wanted.get(k) != stored.get(k)]
@@ -225,11 +219,25 @@ def _differences(wanted: dict, stored: dict) -> list[str]:
 
 _OWN_FILES = ("job.json", "spectrum.npz", "report.json", "report.html")
 _OWN_FOLDERS = ("analyses", "extra")
+_MATRIX_FREE_FOLDER = "matrix_free"
+
+
+def clear_folder(out: Path) -> None:
+    """Remove what a train-jacobian job (exact or matrix-free) wrote in `out`."""
+    for name in (*_OWN_FILES, "jacobian.npy", "manifest.json"):
+        (out / name).unlink(missing_ok=True)
+    for name in (*_OWN_FOLDERS, _MATRIX_FREE_FOLDER):
+        shutil.rmtree(out / name, ignore_errors=True)
 
 
 def _prepare(out: Path, job: dict, force: bool) -> dict:
     """Claim `out` for `job`: refuse another configuration unless `force`; return state."""
     path = out / "job.json"
+    if (out / _MATRIX_FREE_FOLDER).exists() and not force:
+        raise ValueError(
+            f"{out} holds a matrix-free train-jacobian run; choose another folder or pass "
+            "--force (force=True) to discard it"
+        )
     if path.exists() and not force:
         stored = read_json(path)
         differing = _differences(job["config"], stored.get("config", {}))
@@ -241,10 +249,8 @@ def _prepare(out: Path, job: dict, force: bool) -> dict:
             )
         return stored
     if force:
-        for name in _OWN_FILES:
-            (out / name).unlink(missing_ok=True)
-        for name in _OWN_FOLDERS:
-            shutil.rmtree(out / name, ignore_errors=True)
+        # jacobian.npy goes too; training_jacobian would discard it anyway (force)
+        clear_folder(out)
     state = {**job, "timings": {}}
     write_json_atomic(path, state)
     return state
@@ -259,6 +265,36 @@ def _train(run):
 def _metrics(apply_fn, params, x, y):
     logits = apply_fn(params, x)
     return cross_entropy(logits, y), accuracy(logits, y)
+
+
+def train_and_evaluate(setup: Setup) -> tuple[Any, dict]:
+    """Train `setup.run`; return theta_T and the loss and accuracy of theta_0 and theta_T.
+
+    **Returns:** `(theta_T, training)` with `training` holding `train_loss`,
+    `train_accuracy`, `test_loss`, `test_accuracy`, the same for theta_0
+    (`initial_*`) and the loss of the first and last step.
+
+    **Raises:** `FloatingPointError` naming the first step whose loss is not finite.
+    """
+    theta_T, losses = _train(setup.run)
+    losses = np.asarray(losses)
+    if not np.all(np.isfinite(losses)):
+        step = int(np.argmin(np.isfinite(losses)))
+        raise FloatingPointError(
+            f"training diverged: the loss is {losses[step]} at step {step}; lower --lr "
+            f"(now {setup.config.learning_rate})"
+        )
+    data = setup.dataset
+    training = {"first_step_loss": float(losses[0]), "last_step_loss": float(losses[-1])}
+    for prefix, params in (("initial_", setup.run.params0), ("", theta_T)):
+        for split, x, y in (
+            ("train", data.x_train, data.y_train),
+            ("test", data.x_test, data.y_test),
+        ):
+            loss, acc = _metrics(setup.apply_fn, params, jnp.asarray(x), jnp.asarray(y))
+            training[f"{prefix}{split}_loss"] = float(loss)
+            training[f"{prefix}{split}_accuracy"] = float(acc)
+    return theta_T, training
 
 
 class _Job:
@@ -523,25 +559,7 @@ def run_train_jacobian(
 
     job.log("training")
     t0 = time.perf_counter()
-    theta_T, losses = _train(setup.run)
-    losses = np.asarray(losses)
-    if not np.all(np.isfinite(losses)):
-        step = int(np.argmin(np.isfinite(losses)))
-        raise FloatingPointError(
-            f"training diverged: the loss is {losses[step]} at step {step}; lower --lr "
-            f"(now {config.learning_rate})"
-        )
-    job.theta_T = theta_T
-    data = setup.dataset
-    training = {"first_step_loss": float(losses[0]), "last_step_loss": float(losses[-1])}
-    for prefix, params in (("initial_", setup.run.params0), ("", theta_T)):
-        for split, x, y in (
-            ("train", data.x_train, data.y_train),
-            ("test", data.x_test, data.y_test),
-        ):
-            loss, acc = _metrics(setup.apply_fn, params, jnp.asarray(x), jnp.asarray(y))
-            training[f"{prefix}{split}_loss"] = float(loss)
-            training[f"{prefix}{split}_accuracy"] = float(acc)
+    job.theta_T, training = train_and_evaluate(setup)
     job.record_time("train", time.perf_counter() - t0)
 
     job.log("exact training Jacobian")
@@ -600,7 +618,7 @@ def run_train_jacobian(
         alignment=records["alignment"]["numbers"]["summary"] if "alignment" in records else None,
         analyses=records,
         timings=timings,
-        peak_memory_mib=_peak_memory_mib(),
+        peak_memory_mib=peak_memory_mib(),
         resumed=job.resumed,
         dtype=config.dtype,
     )

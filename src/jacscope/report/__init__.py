@@ -3,8 +3,9 @@
 from jacscope.report._html import Section as Section
 from jacscope.report._html import Table as Table
 from jacscope.report._html import html_page as html_page
+from jacscope.report._matrix_free import write_matrix_free_report as write_matrix_free_report
+from jacscope.report._render import render_training_report as render_training_report
 from jacscope.report._spectrum import save_spectrum_figure as save_spectrum_figure
 from jacscope.report._spectrum import spectrum_figure as spectrum_figure
-from jacscope.report._training import render_training_report as render_training_report
 from jacscope.report._training import training_report_sections as training_report_sections
 from jacscope.report._training import write_training_report as write_training_report

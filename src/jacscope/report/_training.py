@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from jacscope._io import read_json, write_json_atomic
+from jacscope._io import write_json_atomic
 from jacscope.jobs.train_jacobian import TrainJacobianReport, load_result, load_spectrum
 from jacscope.report._html import Section, Table, figure_png, html_page, write_html
 
@@ -32,7 +32,7 @@ def _regions(S: np.ndarray, tau: float) -> dict[str, np.ndarray]:
     return {"chaotic": S > 1 + tau, "bulk": np.abs(S - 1) <= tau, "stable": S < 1 - tau}
 
 
-def _subplots(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs):
+def subplots(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs):
     """A figure of `width` x `height` inches with a grid of axes and fixed margins.
 
     Fixed margins (in inches) instead of a layout engine: one draw per figure, about
@@ -55,7 +55,7 @@ def spectrum_figure(S, taus) -> Figure:
     """Singular values of J by index (log scale), and their distance from one, |s_i - 1|."""
     S = np.asarray(S, dtype=float)
     index = np.arange(S.size)
-    fig, ((left, right),) = _subplots(10, 3.6, 1, 2)
+    fig, ((left, right),) = subplots(10, 3.6, 1, 2)
     left.plot(index, _positive(S), lw=1.2)
     left.axhline(1.0, color="black", ls="--", lw=0.8)
     left.set_yscale("log")
@@ -78,7 +78,7 @@ def alignment_figure(cosines, S, tau: float) -> Figure:
     cosines = np.asarray(cosines, dtype=float)
     S = np.asarray(S, dtype=float)
     index = np.arange(S.size)
-    fig, ((ax,),) = _subplots(7, 3.6)
+    fig, ((ax,),) = subplots(7, 3.6)
     for name, mask in _regions(S, tau).items():
         ax.scatter(index[mask], cosines[mask], s=3, alpha=0.4, color=_COLORS[name], label=name)
     ax.set_xlabel("singular value index i")
@@ -92,7 +92,7 @@ def linearity_figure(result: Mapping[str, Any]) -> Figure:
     """Response of theta_T to theta_0 + eps v_i against the Jacobian's prediction s_i eps."""
     eps = np.asarray(result["eps"], dtype=float)
     labels = result["labels"]
-    fig, (axes,) = _subplots(5 * len(labels), 4, 1, len(labels))
+    fig, (axes,) = subplots(5 * len(labels), 4, 1, len(labels))
     for row, (ax, label) in enumerate(zip(axes, labels, strict=True)):
         s = result["singular_values"][row]
         ax.plot(eps, s * eps, "k--", lw=1, label=r"Jacobian: $s_i \varepsilon$")
@@ -119,7 +119,7 @@ def restricted_figure(result: Mapping[str, Any]) -> Figure:
     ks = np.asarray(result["ks"])
     losses = np.asarray(result["test_loss"], dtype=float)
     names = list(result["subspaces"])
-    fig, (axes,) = _subplots(10, 3.8, 1, 2)
+    fig, (axes,) = subplots(10, 3.8, 1, 2)
     for ax, pair in zip(axes, (("bulk", "complement"), ("top", "stable")), strict=True):
         for name in pair:
             if name in names:
@@ -134,7 +134,7 @@ def restricted_figure(result: Mapping[str, Any]) -> Figure:
 
 def data_figure(result: Mapping[str, Any]) -> Figure:
     """|s_i - 1| for the real data, shuffled labels and noise inputs, side by side."""
-    fig, ((ax,),) = _subplots(7, 3.8)
+    fig, ((ax,),) = subplots(7, 3.8)
     for name, row in zip(result["names"], result["distance"], strict=True):
         ax.plot(_positive(row), lw=1.2, label=name)
     ax.set_yscale("log")
@@ -147,7 +147,7 @@ def data_figure(result: Mapping[str, Any]) -> Figure:
 
 def seeds_figure(result: Mapping[str, Any]) -> Figure:
     """Overlap of the bulks of two initialisations against k, and their principal angles."""
-    fig, ((left, right),) = _subplots(10, 3.6, 1, 2)
+    fig, ((left, right),) = subplots(10, 3.6, 1, 2)
     ks = np.asarray(result["ks"])
     left.plot(ks, result["mean_sq_cos"], lw=1.2, label="two seeds")
     left.plot(ks, result["expected"], "k--", lw=0.8, label="random subspaces, k/n")
@@ -168,7 +168,7 @@ def outputs_figure(result: Mapping[str, Any]) -> Figure:
     max_kl = np.asarray(result["max_kl"], dtype=float)
     cols = 2
     rows = -(-len(sets) // cols)
-    fig, axes = _subplots(10, 3.2 * rows, rows, cols, sharey=True)
+    fig, axes = subplots(10, 3.2 * rows, rows, cols, sharey=True)
     axes = axes.ravel()
     for ax, name, row in zip(axes, sets, max_kl, strict=False):
         ax.scatter(np.arange(row.size), _positive(row), s=2, alpha=0.3)
@@ -184,7 +184,7 @@ def outputs_figure(result: Mapping[str, Any]) -> Figure:
 def function_space_figure(result: Mapping[str, Any]) -> Figure:
     """Share of each right singular vector in the nullspace of the output Jacobian."""
     fraction = np.asarray(result["null_fraction"], dtype=float)
-    fig, ((ax,),) = _subplots(7, 3.6)
+    fig, ((ax,),) = subplots(7, 3.6)
     ax.scatter(np.arange(fraction.size), fraction, s=2, alpha=0.3)
     ax.axhline(result["expected"], color="black", ls="--", lw=0.8, label="random direction")
     ax.set_xlabel("singular vector index i")
@@ -202,7 +202,7 @@ def _summary_table(caption: str, rows: list[dict], extra: tuple[str, ...] = ()) 
     return Table(caption, list(keys), [[row.get(k) for k in keys] for row in rows])
 
 
-def _key_value(caption: str, mapping: Mapping[str, Any]) -> Table:
+def key_value_table(caption: str, mapping: Mapping[str, Any]) -> Table:
     return Table(caption, ["quantity", "value"], [[k, v] for k, v in mapping.items()])
 
 
@@ -294,7 +294,7 @@ def _section(name: str, result: Mapping[str, Any], S: np.ndarray, tau: float) ->
             "the share of each v_i in null(F) against that of a random direction.",
             [figure_png(function_space_figure(result))],
             [
-                _key_value("output Jacobian", facts),
+                key_value_table("output Jacobian", facts),
                 _summary_table("share in null(F) per region", result["summary"]),
             ],
         )
@@ -348,8 +348,8 @@ def training_report_sections(report: Mapping[str, Any], folder: str | os.PathLik
         Section(
             "Configuration",
             tables=[
-                _key_value("training run", report["config"]),
-                _key_value(
+                key_value_table("training run", report["config"]),
+                key_value_table(
                     "size",
                     {
                         "parameters P": report["num_params"],
@@ -360,7 +360,7 @@ def training_report_sections(report: Mapping[str, Any], folder: str | os.PathLik
                 ),
             ],
         ),
-        Section("Training", tables=[_key_value("loss and accuracy", report["training"])]),
+        Section("Training", tables=[key_value_table("loss and accuracy", report["training"])]),
         Section(
             "Spectrum",
             "Singular values of J = d theta_T / d theta_0: chaotic s > 1 + tau, bulk "
@@ -394,8 +394,8 @@ def training_report_sections(report: Mapping[str, Any], folder: str | os.PathLik
         Section(
             "Cost",
             tables=[
-                _key_value("seconds per stage", timings),
-                _key_value(
+                key_value_table("seconds per stage", timings),
+                key_value_table(
                     "resources",
                     {
                         "exact Jacobian": f"{report['jacobian']['file']} "
@@ -412,6 +412,19 @@ def training_report_sections(report: Mapping[str, Any], folder: str | os.PathLik
     return sections
 
 
+def run_description(config: Mapping[str, Any]) -> str:
+    """One line saying what a `TrainingConfig` (as a dict) trains."""
+    model = (
+        "LeNet-5-like CNN"
+        if config.get("model", "mlp") == "cnn"
+        else f"MLP hidden {config['hidden']} x {config['depth']}"
+    )
+    return (
+        f"{config['dataset']} ({config['labels']} labels, {config['inputs']} inputs), "
+        f"{model}, {config['optimizer']} for {config['epochs']} epochs"
+    )
+
+
 def write_training_report(folder: str | os.PathLike, report: TrainJacobianReport | Mapping) -> Path:
     """Write report.html, then report.json (last: its presence marks a complete folder).
 
@@ -424,29 +437,12 @@ def write_training_report(folder: str | os.PathLike, report: TrainJacobianReport
     """
     folder = Path(folder)
     data = report._asdict() if isinstance(report, TrainJacobianReport) else dict(report)
-    config = data["config"]
     subtitle = (
-        f"{config['dataset']} ({config['labels']} labels, {config['inputs']} inputs), "
-        f"MLP hidden {config['hidden']} x {config['depth']}, {config['optimizer']} for "
-        f"{config['epochs']} epochs; P = {data['num_params']}, T = {data['num_steps']}. "
-        "Belrose & Scherlis, Understanding Gradient Descent through the Training Jacobian "
-        "(arXiv 2412.07003)."
+        f"{run_description(data['config'])}; P = {data['num_params']}, "
+        f"T = {data['num_steps']}. Belrose & Scherlis, Understanding Gradient Descent "
+        "through the Training Jacobian (arXiv 2412.07003)."
     )
     page = html_page("Training Jacobian", training_report_sections(data, folder), subtitle)
     path = write_html(folder / "report.html", page)
     write_json_atomic(folder / "report.json", data)
     return path
-
-
-def render_training_report(folder: str | os.PathLike) -> Path:
-    """Re-render report.html of a finished folder from report.json and the saved results.
-
-    **Raises:** `ValueError` if the folder has no report.json (not complete).
-    """
-    folder = Path(folder)
-    path = folder / "report.json"
-    if not path.exists():
-        raise ValueError(
-            f"{path} does not exist: {folder} is not a finished `jacscope train-jacobian` folder"
-        )
-    return write_training_report(folder, read_json(path))

@@ -21,9 +21,7 @@ Jacobian", arXiv 2412.07003.
 from __future__ import annotations
 
 import contextlib
-import resource
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -35,6 +33,8 @@ import numpy as np
 
 from jacscope import linalg
 from jacscope._io import atomic_path, read_json, write_json_atomic
+from jacscope._memory import peak_memory_mib
+from jacscope.linalg._svd import default_depth as linalg_default_depth
 from jacscope.operators import identity
 from jacscope.training._analysis_spectrum import DEFAULT_TAUS, REGIONS
 from jacscope.training._operator import training_jacobian_operator
@@ -227,11 +227,6 @@ def _count_sweep(kind: str) -> None:
         _ACTIVE[-1].add(kind)
 
 
-def _peak_memory_mib() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
@@ -260,7 +255,7 @@ def _claim(folder: Path, manifest: dict, force: bool) -> None:
 def _expected_sweeps(method: str, k: int, depth: int | None, options: dict, size: int) -> int:
     # svd_topk's own schedule, and one (batched) sweep for the k explicit residuals
     if method == "lanczos":
-        return 2 * (depth if depth is not None else min(size, 2 * k + 20)) + 1
+        return 2 * (depth if depth is not None else linalg_default_depth(k, size)) + 1
     return 2 * options["power_iterations"] + 3
 
 
@@ -344,7 +339,7 @@ def matrix_free_analysis(
     - `k`: singular triplets per operator, `1 <= k <= P`.
     - `key`: a `jax.random` key; the same key gives the same result.
     - `method`, `depth`, `oversampling`, `power_iterations`: of `svd_topk`
-      (`depth`: Lanczos steps, default `min(P, 2k + 20)`; raise it if the residuals
+      (`depth`: Lanczos steps, default `min(P, 3k + 20)`; raise it if the residuals
       are too large).
     - `num_probes`, `probes_per_batch`, `density_depth`: the quadrature.
     - `num_bins`: bins of the histogram.
@@ -496,7 +491,7 @@ def _analyse(
         sweeps={**counter.counts, "total": counter.total},
         training={"first_step_loss": float(losses[0]), "last_step_loss": float(losses[-1])},
         timings=timings,
-        peak_memory_mib=_peak_memory_mib(),
+        peak_memory_mib=peak_memory_mib(),
         resumed=resumed,
         estimated=list(_ESTIMATED),
     )

@@ -8,6 +8,7 @@ analyses need next to it (data, forward pass, loss, optimizer, schedule).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from jacscope.data import Dataset, load_dataset, make_batches
-from jacscope.models import classification_loss, init_mlp, mlp_apply
+from jacscope.models import classification_loss, cnn_apply, init_cnn, init_mlp, mlp_apply
 from jacscope.training._run import TrainingRun
 
 DEFAULT_LEARNING_RATES = {"sgd": 0.1, "adam": 3e-3}
@@ -24,6 +25,7 @@ DEFAULT_LEARNING_RATES = {"sgd": 0.1, "adam": 3e-3}
 
 _CHOICES = {
     "dataset": ("digits", "mnist1d"),
+    "model": ("mlp", "cnn"),
     "labels": ("real", "shuffled"),
     "inputs": ("real", "noise"),
     "optimizer": ("sgd", "adam"),
@@ -44,6 +46,9 @@ class TrainingConfig:
     **Fields:**
 
     - `dataset`: `"digits"` or `"mnist1d"` (`jacscope.data.load_dataset`).
+    - `model`: `"mlp"` (GELU MLP of `depth` hidden layers of width `hidden`) or
+      `"cnn"` (LeNet-5-like, `jacscope.models.init_cnn`: 61,706 parameters on digits;
+      `hidden` and `depth` do not apply).
     - `labels`: `"real"` or `"shuffled"` (training labels permuted at random).
     - `inputs`: `"real"` or `"noise"` (features replaced by uniform noise on [0, 1)).
     - `hidden`: width of every hidden layer.
@@ -64,6 +69,7 @@ class TrainingConfig:
     """
 
     dataset: Literal["digits", "mnist1d"] = "digits"
+    model: Literal["mlp", "cnn"] = "mlp"
     labels: Literal["real", "shuffled"] = "real"
     inputs: Literal["real", "noise"] = "real"
     hidden: int = 64
@@ -137,7 +143,8 @@ def build_run(config: TrainingConfig = TrainingConfig()) -> Setup:  # noqa: B008
     Data from `jacscope.data.load_dataset` (first `train_size` training examples
     if set); batches from `jacscope.data.make_batches` (fixed order, same every
     epoch, T = epochs * floor(N / batch_size) steps); parameters from
-    `jacscope.models.init_mlp(jax.random.key(seed), (d, hidden x depth, classes))`;
+    `jacscope.models.init_mlp(jax.random.key(seed), (d, hidden x depth, classes))`
+    (or `init_cnn(jax.random.key(seed), (8, 8) or (40,), classes)` for the CNN);
     learning rate `optax.cosine_decay_schedule(lr, T)`, i.e.
     eta_t = lr (1 + cos(pi t / T)) / 2, from lr at step 0 to 0 at step T; optimizer
     `optax.sgd(eta, momentum)` or `optax.adam(eta, eps_root=1e-8)`.
@@ -177,20 +184,29 @@ def build_run(config: TrainingConfig = TrainingConfig()) -> Setup:  # noqa: B008
     )
     batches = make_batches(data.x_train, data.y_train, config.batch_size, config.epochs)
     num_steps = config.epochs * (num_train // config.batch_size)
-    sizes = (data.x_train.shape[1], *([config.hidden] * config.depth), data.num_classes)
-    params0 = init_mlp(jax.random.key(config.seed), sizes, dtype=dtype)
+    key = jax.random.key(config.seed)
+    if config.model == "mlp":
+        sizes = (data.x_train.shape[1], *([config.hidden] * config.depth), data.num_classes)
+        params0, apply_fn = init_mlp(key, sizes, dtype=dtype), mlp_apply
+    else:
+        # digits are 8 x 8 images, MNIST-1D signals of length 40
+        features = data.x_train.shape[1]
+        side = math.isqrt(features)
+        shape = (side, side) if config.dataset == "digits" else (features,)
+        params0 = init_cnn(key, shape, data.num_classes, dtype=dtype)
+        apply_fn = cnn_apply
 
     schedule = optax.cosine_decay_schedule(config.learning_rate, num_steps)
     if config.optimizer == "sgd":
         optimizer = optax.sgd(schedule, momentum=config.momentum)
     else:
         optimizer = optax.adam(schedule, eps_root=1e-8)
-    loss_fn = classification_loss(mlp_apply)
+    loss_fn = classification_loss(apply_fn)
     run = TrainingRun(params0, loss_fn, optimizer, batches)
     return Setup(
         run=run,
         dataset=data,
-        apply_fn=mlp_apply,
+        apply_fn=apply_fn,
         loss_fn=loss_fn,
         optimizer=optimizer,
         schedule=schedule,

@@ -1,0 +1,215 @@
+"""Figures and the report.json / report.html of a matrix-free train-jacobian folder.
+
+Draws what `jacscope.jobs.matrix_free` returned (every number is in report.json);
+nothing is computed beyond picking and formatting numbers. Estimated numbers (the
+density and the region counts) are labelled as estimates with their standard errors
+and quadrature ranges; the singular values carry their residuals.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from jacscope._io import write_json_atomic
+from jacscope.report._html import Section, Table, figure_png, html_page, write_html
+from jacscope.report._training import key_value_table, run_description, subplots
+
+
+def top_singular_values_figure(top_j: Mapping[str, Any], top_j_minus_i: Mapping[str, Any]):
+    """The top-k singular values of J and of J - I, with their residual error bars."""
+    fig, ((left, right),) = subplots(10, 3.6, 1, 2)
+    for ax, top, name in ((left, top_j, "J"), (right, top_j_minus_i, "J - I")):
+        values = np.asarray(top["values"], dtype=float)
+        # some singular value lies within residual / sqrt(2) of each value
+        errors = np.asarray(top["residuals"], dtype=float) / np.sqrt(2)
+        index = np.arange(1, values.size + 1)
+        ax.errorbar(index, values, yerr=errors, fmt="o", ms=3, capsize=2, lw=1)
+        ax.set_yscale("log")
+        ax.set_xlabel("index i")
+        ax.set_ylabel(rf"$s_i({name})$")
+        ax.set_title(f"top {values.size} singular values of {name} ({top['method']})")
+    left.axhline(1.0, color="black", ls="--", lw=0.8)
+    return fig
+
+
+def density_figure(density: Mapping[str, Any], taus) -> Figure:
+    """Estimated density of J's singular values: smoothed, and as a histogram with errors."""
+    fig, ((left, right),) = subplots(10, 3.6, 1, 2)
+    grid, values = np.asarray(density["grid"]), np.asarray(density["density"])
+    left.plot(grid, values, lw=1.2)
+    left.set_yscale("symlog", linthresh=1.0)
+    left.set_xlabel("singular value s")
+    left.set_ylabel("density (integrates to P)")
+    left.set_title(f"smoothed density (bandwidth {density['bandwidth']:.3g})")
+    edges = np.asarray(density["edges"])
+    counts = np.asarray(density["counts"])
+    errors = np.asarray(density["counts_stderr"])
+    centres = np.sqrt(edges[1:] * np.maximum(edges[:-1], edges[1] / 2))
+    right.bar(edges[1:-1], counts[1:], width=np.diff(edges[1:]), align="edge", alpha=0.6)
+    right.errorbar(centres[1:], counts[1:], yerr=errors[1:], fmt="none", ecolor="black", lw=0.8)
+    right.set_xscale("log")
+    right.set_yscale("symlog", linthresh=1.0)
+    right.set_ylim(0, 3 * max(float(counts.max()), 1.0))
+    right.set_xlabel("singular value s")
+    right.set_ylabel("estimated count per bin")
+    right.set_title(
+        f"histogram ({density['num_probes']} probes x {density['depth']} Lanczos steps)"
+    )
+    for ax in (left, right):
+        for tau in taus:
+            for edge in (1 - tau, 1 + tau):
+                ax.axvline(edge, color="gray", ls=":", lw=0.6)
+    return fig
+
+
+def region_rows(regions: Mapping[str, Any]) -> list[list[Any]]:
+    """Rows of the estimated counts: tau, then per region "value ± stderr in [low, high]"
+    (the range also bounds the quadrature error), then the bulk fraction ± stderr."""
+    rows = []
+    for j, tau in enumerate(regions["taus"]):
+        row: list[Any] = [tau]
+        for name in ("chaotic", "bulk", "stable"):
+            low, high = regions[f"{name}_range"][j]
+            row.append(
+                f"{regions[name][j]:,.0f} ± {regions[f'{name}_stderr'][j]:,.0f} "
+                f"in [{low:,.0f}, {high:,.0f}]"
+            )
+        row.append(f"{regions['bulk_fraction'][j]:.4f} ± {regions['bulk_fraction_stderr'][j]:.4f}")
+        rows.append(row)
+    return rows
+
+
+REGION_HEADERS = ["tau", "chaotic", "bulk", "stable", "bulk fraction"]
+
+
+def stage_seconds(report: Mapping[str, Any]) -> dict[str, float]:
+    """Seconds per stage: training, then the analysis's stages, then the total."""
+    analysis = {k: v for k, v in report["analysis"]["timings"].items() if k != "total"}
+    return {"train": report["timings"]["train"], **analysis, "total": report["timings"]["total"]}
+
+
+def top_rows(top_j: Mapping[str, Any], top_j_minus_i: Mapping[str, Any]) -> list[list[Any]]:
+    """Rows (i, s_i(J), residual / s, s_i(J - I), residual / s) of the computed triplets."""
+    return [
+        [i + 1, s, r, s2, r2]
+        for i, (s, r, s2, r2) in enumerate(
+            zip(
+                top_j["values"],
+                top_j["relative_residuals"],
+                top_j_minus_i["values"],
+                top_j_minus_i["relative_residuals"],
+                strict=True,
+            )
+        )
+    ]
+
+
+def matrix_free_report_sections(report: Mapping[str, Any]) -> list[Section]:
+    """The sections of report.html for a matrix-free report."""
+    analysis = report["analysis"]
+    top_j, top_j_minus_i = analysis["top_j"], analysis["top_j_minus_i"]
+    regions, density = analysis["regions"], analysis["density"]
+    cost = analysis["cost"]
+    sweeps = analysis["sweeps"]
+    return [
+        Section(
+            "Configuration",
+            tables=[
+                key_value_table("training run", report["config"]),
+                key_value_table(
+                    "size and method",
+                    {
+                        "parameters P": report["num_params"],
+                        "steps T": report["num_steps"],
+                        "peak learning rate": report["learning_rate"],
+                        "dtype": report["dtype"],
+                        **report["options"],
+                    },
+                ),
+            ],
+        ),
+        Section("Training", tables=[key_value_table("loss and accuracy", report["training"])]),
+        Section(
+            "Top singular values",
+            "Computed from products with J = d theta_T / d theta_0 only: the k largest "
+            "singular values of J (the chaotic end) and of J - I (the directions training "
+            "changes most), each with its relative residual ||A v_i - s_i u_i|| / s_i.",
+            [figure_png(top_singular_values_figure(top_j, top_j_minus_i))],
+            [
+                Table(
+                    f"top {len(top_j['values'])} singular values",
+                    ["i", "s_i(J)", "residual / s_i", "s_i(J - I)", "residual / s_i"],
+                    top_rows(top_j, top_j_minus_i),
+                )
+            ],
+        ),
+        Section(
+            "Spectrum (estimated)",
+            "Stochastic Lanczos quadrature: every number in this section is an estimate. "
+            "Counts are P times the mean over probes of each probe's quadrature mass in the "
+            "region, ± its standard error over probes; the range also bounds the "
+            "quadrature error (Chebyshev-Markov-Stieltjes, 3 standard errors).",
+            [figure_png(density_figure(density, regions["taus"]))],
+            [
+                Table(
+                    f"estimated region counts, value ± standard error in [range] "
+                    f"(P = {regions['num_directions']:,}, {regions['num_probes']} probes)",
+                    REGION_HEADERS,
+                    region_rows(regions),
+                )
+            ],
+        ),
+        Section(
+            "Cost",
+            tables=[
+                key_value_table("seconds per stage", stage_seconds(report)),
+                key_value_table(
+                    "passes through training",
+                    {
+                        "forward (mv)": sweeps["mv"],
+                        "reverse (rmv)": sweeps["rmv"],
+                        "total": sweeps["total"],
+                    },
+                ),
+                key_value_table("one product", cost),
+                key_value_table(
+                    "resources",
+                    {
+                        "peak memory (MiB)": report["peak_memory_mib"],
+                        "dense J would need (bytes)": report["num_params"] ** 2
+                        * np.dtype(report["dtype"]).itemsize,
+                        "taken from the folder": report["resumed"],
+                    },
+                ),
+            ],
+        ),
+    ]
+
+
+def write_matrix_free_report(folder: str | os.PathLike, report: Any) -> Path:
+    """Write report.html, then report.json (last: its presence marks a complete folder).
+
+    **Arguments:**
+
+    - `folder`: the job folder.
+    - `report`: a `jacscope.jobs.MatrixFreeReport` or its dict.
+
+    **Returns:** the path of report.html.
+    """
+    folder = Path(folder)
+    data = report._asdict() if hasattr(report, "_asdict") else dict(report)
+    subtitle = (
+        f"{run_description(data['config'])}; P = {data['num_params']:,}, "
+        f"T = {data['num_steps']}; matrix-free. Belrose & Scherlis, Understanding Gradient "
+        "Descent through the Training Jacobian (arXiv 2412.07003)."
+    )
+    page = html_page("Training Jacobian (matrix-free)", matrix_free_report_sections(data), subtitle)
+    path = write_html(folder / "report.html", page)
+    write_json_atomic(folder / "report.json", data)
+    return path
