@@ -6,7 +6,10 @@ Both compute the same P x P matrix in float32 on the embedded default (digits,
 64-64-10 GELU MLP, P = 4810, 625 steps of batch 64, SGD momentum 0.9, cosine decay
 from 0.1), then on a wider MLP (64-266-10, P = 19,960).
 
-Each method runs in its own subprocess, so that its peak resident memory
+jacscope runs as its command line does, with one JAX CPU device per core
+(`jacscope.use_cpu_cores()`), so that its chunks run side by side; `jax.jacfwd` is
+one program and runs as JAX starts by default. Each method runs in its own
+subprocess, so that its peak resident memory
 (`ru_maxrss`) is its own; the runs alternate (jacscope, jax.jacfwd, jacscope, ...)
 and the best time of each is kept, since the machine may be shared. Times are wall
 clock from the call to the finished host array, compilation included. GFLOP/s count
@@ -81,9 +84,12 @@ def worker_matmul() -> dict:
 
 
 def worker_jacscope(hidden: int, steps: int, out_npy: str) -> dict:
-    import jax  # noqa: F401  (imported before measuring the baseline)
+    import jax
 
+    import jacscope
     from jacscope.training import training_jacobian
+
+    jacscope.use_cpu_cores()  # as the command line does: one device (and chunk) per core
 
     run = _build(hidden, steps)
     baseline = _rss_now()
@@ -96,6 +102,7 @@ def worker_jacscope(hidden: int, steps: int, out_npy: str) -> dict:
     return {
         "seconds": seconds,
         "cpu_seconds": cpu,
+        "devices": len(jax.devices()),
         "flops": flops,
         "columns_computed": done - log[0][0],
         "num_params": total,
@@ -207,6 +214,7 @@ def benchmark(name, hidden, steps, repeats, jacfwd_timeout, jacfwd_limit, peak, 
     rows = [("", "jacscope", "jax.jacfwd")]
     rows.append(("time, best of runs", f"{best['seconds']:.1f} s", _or(base, "seconds", "s")))
     rows.append(("all runs, s", _runs(ours), _runs(theirs)))
+    rows.append(("JAX CPU devices", str(best["devices"]), "1 (one program)"))
     rows.append(
         ("CPU time of those runs, s", _runs(ours, "cpu_seconds"), _runs(theirs, "cpu_seconds"))
     )

@@ -186,7 +186,7 @@ def _analysis(run, args, out, description, progress):
         k=args.k,
         key=jax.random.key(0),
         method=args.method,
-        depth=args.depth if args.depth is not None else min(3 * args.k + 14, run_size(run)),
+        depth=args.depth,
         num_probes=args.probes,
         probes_per_batch=args.probes,
         density_depth=args.density_depth,
@@ -346,7 +346,7 @@ def main(argv=None) -> int:
     parser.add_argument("--k", type=int, default=32, help="singular triplets of J and J - I")
     parser.add_argument("--method", choices=("lanczos", "randomized"), default="lanczos")
     parser.add_argument(
-        "--depth", type=int, default=None, help="Lanczos depth of svd_topk (default 3k + 14)"
+        "--depth", type=int, default=None, help="Lanczos depth of svd_topk (default 3k + 20)"
     )
     parser.add_argument("--probes", type=int, default=2, help="density probes")
     parser.add_argument("--density-depth", type=int, default=40)

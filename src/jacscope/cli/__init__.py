@@ -37,10 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `jacscope` with `argv` (default: the process arguments); return the exit status.
 
-    Errors in what the user asked for (`ValueError`, `FileExistsError`,
-    `FloatingPointError`) are printed as one line and give status 2.
+    The host's CPU cores become JAX devices first (`jacscope.use_cpu_cores`), so that
+    chunked work runs on all of them. Errors in what the user asked for
+    (`ValueError`, `FileExistsError`, `FloatingPointError`) are printed as one line
+    and give status 2.
     """
     args = build_parser().parse_args(argv)
+    jacscope.use_cpu_cores()
     try:
         return int(args.run(args))
     except _USER_ERRORS as error:
