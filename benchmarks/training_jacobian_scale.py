@@ -187,6 +187,7 @@ def _analysis(run, args, out, description, progress):
         key=jax.random.key(0),
         method=args.method,
         depth=args.depth,
+        residuals=args.residuals,
         num_probes=args.probes,
         probes_per_batch=args.probes,
         density_depth=args.density_depth,
@@ -269,7 +270,8 @@ def _analysis_table(report: dict, limit_minutes: float | None) -> Table:
             f"top {values.size} of {label}",
             f"s_1 = {values[0]:.4g}, s_{values.size} = {values[-1]:.4g}; max residual / s = "
             f"{rel.max():.1e} ({'ok' if rel.max() < 1e-2 else 'ABOVE'} 1e-2); "
-            f"{top['sweeps']} sweeps, {_fmt_time(top['seconds'])}",
+            f"{top['sweeps']} sweeps, {_fmt_time(top['seconds'])}; "
+            f"{report['residuals']} residuals",
         )
     regions = result["regions"]
     for i, tau in enumerate(regions["taus"]):
@@ -348,6 +350,12 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--depth", type=int, default=None, help="Lanczos depth of svd_topk (default 3k + 20)"
     )
+    parser.add_argument(
+        "--residuals",
+        choices=("explicit", "recurrence"),
+        default="recurrence",
+        help="residuals of the top-k: k more products, or the Lanczos relation (free)",
+    )
     parser.add_argument("--probes", type=int, default=2, help="density probes")
     parser.add_argument("--density-depth", type=int, default=40)
     parser.add_argument(
@@ -384,6 +392,7 @@ def main(argv=None) -> int:
 
     report = one_model(args)
     report["batched"] = args.batched
+    report["residuals"] = args.residuals
     console.print(_cost_table(report))
     console.print(_analysis_table(report, args.limit_minutes if args.model == "mlp" else None))
     if args.json:

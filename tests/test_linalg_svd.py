@@ -41,6 +41,23 @@ def test_lanczos_singular_values_match_numpy(name, key):
     assert info.num_matvecs == 2 * min(min(SHAPE), 3 * K + 20) + K
 
 
+@pytest.mark.parametrize("depth", [K + 2, 20, 50])
+def test_recurrence_residuals_equal_explicit_ones(depth, key):
+    # depth K + 2 leaves the Ritz values unconverged: residuals far from zero
+    matrix, _ = _problem("power_law")
+    op = dense_operator(matrix)
+    U, S, Vt, info = linalg.svd_topk(
+        op, K, key=key, method="lanczos", depth=depth, residuals="recurrence"
+    )
+    recomputed = _recomputed_residuals(matrix, U, S, Vt)
+    if depth == K + 2:
+        assert recomputed.max() > 1e-6 * float(S[0])
+    np.testing.assert_allclose(np.asarray(info.residuals), recomputed, rtol=1e-6, atol=1e-12)
+    assert info.num_matvecs == 2 * depth
+    _, S_explicit, _, _ = linalg.svd_topk(op, K, key=key, method="lanczos", depth=depth)
+    np.testing.assert_array_equal(np.asarray(S), np.asarray(S_explicit))
+
+
 @pytest.mark.parametrize("name", SPECTRA)
 def test_randomized_is_as_accurate_as_its_residuals_claim(name, key):
     """|S_i - sigma_i| <= residual_i / sqrt(2), and S_i <= sigma_i.
@@ -104,6 +121,10 @@ def test_svd_refuses_bad_input(key):
         linalg.svd_topk(op, 10, key=key, method="lanczos", depth=81)
     with pytest.raises(ValueError, match="method must be"):
         linalg.svd_topk(op, 3, key=key, method="arnoldi")
+    with pytest.raises(ValueError, match="residuals must be"):
+        linalg.svd_topk(op, 3, key=key, method="lanczos", residuals="implicit")
+    with pytest.raises(ValueError, match="needs method='lanczos'"):
+        linalg.svd_topk(op, 3, key=key, residuals="recurrence")
     with pytest.raises(TypeError, match="received ndarray"):
         linalg.svd_topk(np.eye(3), 1, key=key)
 

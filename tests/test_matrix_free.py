@@ -176,3 +176,7 @@ def test_bad_options(run):
         matrix_free_analysis(run, key=jax.random.key(0), num_probes=1)
     with pytest.raises(ValueError, match="method"):
         matrix_free_analysis(run, key=jax.random.key(0), method="power")
+    with pytest.raises(ValueError, match="residuals"):
+        matrix_free_analysis(
+            run, key=jax.random.key(0), method="randomized", residuals="recurrence"
+        )

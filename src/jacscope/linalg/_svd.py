@@ -70,15 +70,19 @@ def _svd_randomized(op, k, oversampling, power_iterations, chunk_size, key):
 
 
 @eqx.filter_jit
-def _svd_lanczos(op, k, depth, key):
+def _svd_lanczos(op, k, depth, key, explicit):
     m, n = op.shape
     key_start, key_restart = jax.random.split(key)
     u0 = jax.random.normal(key_start, (m,), _dtype(op))
     bidiag = golub_kahan(op._mv, op._rmv, u0, n, depth, key_restart)
     p, s, qt = jnp.linalg.svd(bidiag.matrix)
     left, right = bidiag.left.T @ p[:, :k], bidiag.right.T @ qt[:k].T
-    residuals = _residuals(op, left, s[:k], right, None)
-    return left, s[:k], right.T, DecompositionInfo(residuals, 2 * depth + k)
+    if explicit:
+        residuals = _residuals(op, left, s[:k], right, None)
+        return left, s[:k], right.T, DecompositionInfo(residuals, 2 * depth + k)
+    # A v_i - s_i u_i = beta_last (e_j^T q_i) u_{j+1}: the Lanczos relation
+    residuals = jnp.abs(bidiag.betas[-1] * qt[:k, -1])
+    return left, s[:k], right.T, DecompositionInfo(residuals, 2 * depth)
 
 
 def svd_topk(
@@ -91,6 +95,7 @@ def svd_topk(
     power_iterations: int = 2,
     depth: int | None = None,
     chunk_size: int | None = None,
+    residuals: str = "explicit",
 ) -> tuple[jax.Array, jax.Array, jax.Array, DecompositionInfo]:
     r"""The k largest singular values of `op` and their singular vectors.
 
@@ -120,8 +125,12 @@ def svd_topk(
       found with their multiplicity. Costs `2 depth + k` products. Accurate to
       working precision once `depth` is large enough; check `residuals`.
 
-    In both, the residuals come from `k` explicit products `A v_i`, so they include
-    the rounding error of the products (a recurrence-based estimate would not).
+    By default (`residuals="explicit"`) the residuals come from `k` explicit
+    products `A v_i`, so they include the rounding error of the products. With
+    `residuals="recurrence"` (Lanczos only) they are read off the Lanczos relation
+    `A V^T = U^T B + beta u_{j+1} e_j^T` as `|beta (e_j^T q_i)|` for free: equal in
+    exact arithmetic and, with full reorthogonalisation, to rounding, which matters
+    when one product is expensive (a pass through a whole training run).
 
     **Arguments:**
 
@@ -133,13 +142,20 @@ def svd_topk(
       (`chunk_size` bounds how many products `op.mm` runs at once).
     - `depth`: Krylov depth of the Lanczos method, `k <= depth <= min(m, n)`;
       default `min(min(m, n), 3 k + 20)`.
+    - `residuals`: `"explicit"` (k more products) or `"recurrence"` (Lanczos only).
 
     Works under `jax.jit` (with `k` and the options static).
     """
     check_operator(op, "svd_topk")
     check_rank(k, op.shape, "svd_topk")
     k = int(k)
+    if residuals not in ("explicit", "recurrence"):
+        raise ValueError(
+            f"svd_topk: residuals must be 'explicit' or 'recurrence', received {residuals!r}"
+        )
     if method == "randomized":
+        if residuals != "explicit":
+            raise ValueError("svd_topk: residuals='recurrence' needs method='lanczos'")
         check_count(oversampling, "oversampling", "svd_topk", minimum=0)
         check_count(power_iterations, "power_iterations", "svd_topk", minimum=0)
         if chunk_size is not None:
@@ -149,5 +165,5 @@ def svd_topk(
         limit = min(op.shape)
         depth = default_depth(k, limit) if depth is None else depth
         check_count(depth, "depth", "svd_topk", minimum=k, maximum=limit)
-        return _svd_lanczos(op, k, depth, key)
+        return _svd_lanczos(op, k, depth, key, residuals == "explicit")
     raise ValueError(f"svd_topk: method must be 'randomized' or 'lanczos', received {method!r}")

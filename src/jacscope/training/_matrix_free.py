@@ -255,7 +255,8 @@ def _claim(folder: Path, manifest: dict, force: bool) -> None:
 def _expected_sweeps(method: str, k: int, depth: int | None, options: dict, size: int) -> int:
     # svd_topk's own schedule, and one (batched) sweep for the k explicit residuals
     if method == "lanczos":
-        return 2 * (depth if depth is not None else linalg_default_depth(k, size)) + 1
+        explicit = int(options["residuals"] == "explicit")
+        return 2 * (depth if depth is not None else linalg_default_depth(k, size)) + explicit
     return 2 * options["power_iterations"] + 3
 
 
@@ -267,7 +268,10 @@ def _top_triplets(op, k, *, key, method, depth, options, counter, folder, name, 
     expected = _expected_sweeps(method, k, depth, options, op.shape[0])
     counter.listener = lambda: progress(name, counter.total - before, expected)
     progress(name, 0, expected)
-    extra = {"depth": depth} if method == "lanczos" else options
+    if method == "lanczos":
+        extra = {"depth": depth, "residuals": options["residuals"]}
+    else:
+        extra = {name: options[name] for name in ("oversampling", "power_iterations")}
     U, S, Vt, info = linalg.svd_topk(op, k, key=key, method=method, **extra)
     S, residuals = np.asarray(S), np.asarray(info.residuals)
     jax.effects_barrier()
@@ -296,6 +300,7 @@ def matrix_free_analysis(
     key: jax.Array,
     method: Literal["lanczos", "randomized"] = "lanczos",
     depth: int | None = None,
+    residuals: Literal["explicit", "recurrence"] = "explicit",
     oversampling: int = 10,
     power_iterations: int = 2,
     num_probes: int = 8,
@@ -341,6 +346,9 @@ def matrix_free_analysis(
     - `method`, `depth`, `oversampling`, `power_iterations`: of `svd_topk`
       (`depth`: Lanczos steps, default `min(P, 3k + 20)`; raise it if the residuals
       are too large).
+    - `residuals`: of `svd_topk` with Lanczos: `"explicit"` costs k more products
+      (one batched sweep) per operator, `"recurrence"` reads them off the Lanczos
+      relation for free.
     - `num_probes`, `probes_per_batch`, `density_depth`: the quadrature.
     - `num_bins`: bins of the histogram.
     - `num_points`, `bandwidth`: grid size and kernel width of the smoothed density
@@ -374,11 +382,19 @@ def matrix_free_analysis(
             raise ValueError(f"{name} must be an integer >= {minimum}, received {value!r}")
     if method not in ("lanczos", "randomized"):
         raise ValueError(f"method must be 'lanczos' or 'randomized', received {method!r}")
+    if residuals not in ("explicit", "recurrence") or (
+        residuals == "recurrence" and method != "lanczos"
+    ):
+        raise ValueError(
+            f"residuals must be 'explicit', or 'recurrence' with method='lanczos'; "
+            f"received {residuals!r} with {method!r}"
+        )
     taus = [float(t) for t in taus]
     options = {
         "k": int(k),
         "method": method,
         "depth": depth,
+        "residuals": residuals,
         "oversampling": int(oversampling),
         "power_iterations": int(power_iterations),
         "num_probes": num_probes,
@@ -439,8 +455,7 @@ def _analyse(
 
     keys = jax.random.split(key, 3)
     svd_options = {
-        "oversampling": options["oversampling"],
-        "power_iterations": options["power_iterations"],
+        name: options[name] for name in ("oversampling", "power_iterations", "residuals")
     }
     # J + c I with c an array, so that J and J - I share one compiled svd_topk
     shifts = {"top_j": 0.0, "top_j_minus_i": -1.0}
