@@ -162,9 +162,13 @@ def test_build_run_rejects_batch_larger_than_data():
         build_run(TrainingConfig(train_size=10, batch_size=64))
 
 
-def test_cnn_model_is_lenet5_on_digits():
-    setup = build_run(TrainingConfig(model="cnn", epochs=1))
-    assert ravel_pytree(setup.run.params0)[0].size == 61706
-    assert setup.apply_fn(setup.run.params0, setup.dataset.x_test[:3]).shape == (3, 10)
+@pytest.mark.parametrize(("dataset", "convolution_rank"), [("digits", 2), ("mnist1d", 1)])
+def test_cnn_model_is_lenet5_like(dataset, convolution_rank):
+    setup = build_run(TrainingConfig(model="cnn", dataset=dataset, epochs=1))
+    params0 = setup.run.params0
+    if dataset == "digits":  # 8 x 8 images on LeNet-5's 32 x 32 canvas
+        assert ravel_pytree(params0)[0].size == 61706
+    assert params0["conv"][0]["w"].ndim == convolution_rank + 2
+    assert setup.apply_fn(params0, setup.dataset.x_test[:3]).shape == (3, 10)
     batch = jax.tree.map(lambda b: b[0], setup.run.batches)
-    assert np.isfinite(float(setup.loss_fn(setup.run.params0, batch)))
+    assert np.isfinite(float(setup.loss_fn(params0, batch)))

@@ -161,19 +161,25 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def result_tables(report: Mapping[str, Any]) -> list[Table]:
-    """Rich tables of a train-jacobian report: run, region counts, alignment, timings."""
+def _run_table(title: str, report: Mapping[str, Any]) -> Table:
+    """P, T and the loss and accuracy before and after training."""
     training = report["training"]
-    run = Table(title="Training run", show_header=False)
+    run = Table(title=title, show_header=False)
     run.add_column("quantity", style="bold")
     run.add_column("value")
-    run.add_row("parameters P, steps T", f"{report['num_params']}, {report['num_steps']}")
+    run.add_row("parameters P, steps T", f"{report['num_params']:,}, {report['num_steps']}")
     for split in ("train", "test"):
         run.add_row(
             f"{split} loss / accuracy",
             f"{training[f'initial_{split}_loss']:.4f} -> {training[f'{split}_loss']:.4f} / "
             f"{training[f'initial_{split}_accuracy']:.3f} -> {training[f'{split}_accuracy']:.3f}",
         )
+    return run
+
+
+def result_tables(report: Mapping[str, Any]) -> list[Table]:
+    """Rich tables of a train-jacobian report: run, region counts, alignment, timings."""
+    run = _run_table("Training run", report)
     regions = report["regions"]
     counts = Table(
         title=f"Regions of the spectrum (s_max {regions['largest']:.4g}, "
@@ -208,17 +214,8 @@ def result_tables(report: Mapping[str, Any]) -> list[Table]:
 def matrix_free_tables(report: Mapping[str, Any]) -> list[Table]:
     """Rich tables of a matrix-free report: run, top singular values, estimated regions,
     cost."""
-    training, analysis = report["training"], report["analysis"]
-    run = Table(title="Training run (matrix-free)", show_header=False)
-    run.add_column("quantity", style="bold")
-    run.add_column("value")
-    run.add_row("parameters P, steps T", f"{report['num_params']:,}, {report['num_steps']}")
-    for split in ("train", "test"):
-        run.add_row(
-            f"{split} loss / accuracy",
-            f"{training[f'initial_{split}_loss']:.4f} -> {training[f'{split}_loss']:.4f} / "
-            f"{training[f'initial_{split}_accuracy']:.3f} -> {training[f'{split}_accuracy']:.3f}",
-        )
+    analysis = report["analysis"]
+    run = _run_table("Training run (matrix-free)", report)
     top_j, top_j_minus_i = analysis["top_j"], analysis["top_j_minus_i"]
     tops = Table(title=f"Top {len(top_j['values'])} singular values (computed)")
     for name in ("i", "s_i(J)", "residual / s_i", "s_i(J - I)", "residual / s_i"):

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from jacscope._io import write_json_atomic
 from jacscope.report._html import Section, Table, figure_png, html_page, write_html
-from jacscope.report._training import key_value_table, run_description, subplots
+from jacscope.report._training import key_value_table, run_description, run_sections, subplots
 
 
 def top_singular_values_figure(top_j: Mapping[str, Any], top_j_minus_i: Mapping[str, Any]):
@@ -118,23 +118,7 @@ def matrix_free_report_sections(report: Mapping[str, Any]) -> list[Section]:
     cost = analysis["cost"]
     sweeps = analysis["sweeps"]
     return [
-        Section(
-            "Configuration",
-            tables=[
-                key_value_table("training run", report["config"]),
-                key_value_table(
-                    "size and method",
-                    {
-                        "parameters P": report["num_params"],
-                        "steps T": report["num_steps"],
-                        "peak learning rate": report["learning_rate"],
-                        "dtype": report["dtype"],
-                        **report["options"],
-                    },
-                ),
-            ],
-        ),
-        Section("Training", tables=[key_value_table("loss and accuracy", report["training"])]),
+        *run_sections(report, **report["options"]),
         Section(
             "Top singular values",
             "Computed from products with J = d theta_T / d theta_0 only: the k largest "

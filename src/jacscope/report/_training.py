@@ -337,6 +337,28 @@ def _section(name: str, result: Mapping[str, Any], S: np.ndarray, tau: float) ->
     raise ValueError(f"no report section for analysis {name!r}")
 
 
+def run_sections(report: Mapping[str, Any], **settings: Any) -> list[Section]:
+    """The Configuration and Training sections: the run, its size, `settings`, and
+    loss and accuracy before and after training."""
+    size = {
+        "parameters P": report["num_params"],
+        "steps T": report["num_steps"],
+        "peak learning rate": report["learning_rate"],
+        "dtype": report["dtype"],
+        **settings,
+    }
+    return [
+        Section(
+            "Configuration",
+            tables=[
+                key_value_table("training run", report["config"]),
+                key_value_table("size and settings", size),
+            ],
+        ),
+        Section("Training", tables=[key_value_table("loss and accuracy", report["training"])]),
+    ]
+
+
 def training_report_sections(report: Mapping[str, Any], folder: str | os.PathLike) -> list[Section]:
     """The sections of report.html for the report of a `train-jacobian` folder."""
     folder = Path(folder)
@@ -345,22 +367,7 @@ def training_report_sections(report: Mapping[str, Any], folder: str | os.PathLik
     taus = regions["taus"]
     tau = taus[len(taus) // 2]
     sections = [
-        Section(
-            "Configuration",
-            tables=[
-                key_value_table("training run", report["config"]),
-                key_value_table(
-                    "size",
-                    {
-                        "parameters P": report["num_params"],
-                        "steps T": report["num_steps"],
-                        "peak learning rate": report["learning_rate"],
-                        "dtype": report["dtype"],
-                    },
-                ),
-            ],
-        ),
-        Section("Training", tables=[key_value_table("loss and accuracy", report["training"])]),
+        *run_sections(report),
         Section(
             "Spectrum",
             "Singular values of J = d theta_T / d theta_0: chaotic s > 1 + tau, bulk "
