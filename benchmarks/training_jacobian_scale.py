@@ -385,8 +385,8 @@ def main(argv=None) -> int:
             console.print(_cost_table(report))
             console.print(_analysis_table(report, args.limit_minutes))
         console.print(
-            "full scale: python benchmarks/training_jacobian_scale.py "
-            "(MLP 64-1024-1024-10 on digits, 625 steps; LeNet-5 on digits, 625 steps)"
+            "defaults: MLP 64-1024-1024-10 on digits, 625 steps (--epochs 25); LeNet-5-like "
+            "CNN on digits, 25 steps (--cnn-epochs 1)"
         )
         return 0
 
