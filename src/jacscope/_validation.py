@@ -42,6 +42,11 @@ def check_finite(tree: Any, name: str) -> None:
             )
 
 
+def nonfinite_steps(losses: Any) -> np.ndarray:
+    """Indices of the entries of a per-step loss array that are NaN or infinite."""
+    return np.flatnonzero(~np.isfinite(np.asarray(losses)))
+
+
 def check_vector_shape(x: Any, expected: tuple[int, ...], what: str) -> None:
     """Raise `ValueError` if `x.shape != expected`, stating both shapes."""
     shape = tuple(jnp.shape(x))

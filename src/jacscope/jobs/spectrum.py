@@ -22,7 +22,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from jacscope import linalg
-from jacscope._validation import check_rank
+from jacscope._validation import check_rank, nonfinite_steps
 from jacscope.data import Dataset, load_dataset, make_batches
 from jacscope.models import accuracy, classification_loss, init_mlp, mlp_apply
 from jacscope.operators import JacobianOperator, jacobian_operator
@@ -229,8 +229,9 @@ def prepare_jacobian(
     )
     params, losses = _train(run)
     losses = np.asarray(losses)
-    if not np.all(np.isfinite(losses)):
-        step = int(np.argmin(np.isfinite(losses)))
+    bad = nonfinite_steps(losses)
+    if bad.size:
+        step = int(bad[0])
         raise FloatingPointError(
             f"training diverged: the loss is {losses[step]} at step {step}; "
             f"lower learning_rate (now {config.learning_rate})"

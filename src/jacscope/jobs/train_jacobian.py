@@ -35,6 +35,7 @@ from jax.flatten_util import ravel_pytree
 
 from jacscope._io import atomic_path, read_json, write_json_atomic
 from jacscope._memory import peak_memory_mib
+from jacscope._validation import nonfinite_steps
 from jacscope.models import accuracy, cross_entropy
 from jacscope.training import (
     DEFAULT_EPS,
@@ -278,8 +279,9 @@ def train_and_evaluate(setup: Setup) -> tuple[Any, dict]:
     """
     theta_T, losses = _train(setup.run)
     losses = np.asarray(losses)
-    if not np.all(np.isfinite(losses)):
-        step = int(np.argmin(np.isfinite(losses)))
+    bad = nonfinite_steps(losses)
+    if bad.size:
+        step = int(bad[0])
         raise FloatingPointError(
             f"training diverged: the loss is {losses[step]} at step {step}; lower --lr "
             f"(now {setup.config.learning_rate})"

@@ -15,7 +15,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as Spec
 
-from jacscope._validation import check_finite
+from jacscope._validation import check_finite, nonfinite_steps
 from jacscope.training._propagate import TangentPropagation
 from jacscope.training._run import TrainingRun
 from jacscope.training._store import ChunkStore, hash_json, hash_tree, read_manifest
@@ -383,7 +383,7 @@ def _check_losses(losses: Any) -> None:
     if isinstance(losses, jax.Array) and not losses.is_fully_addressable:
         losses = losses.addressable_data(0)
     values = np.asarray(losses)
-    bad = np.flatnonzero(~np.isfinite(values))
+    bad = nonfinite_steps(values)
     if bad.size:
         step = int(bad[0])
         raise FloatingPointError(

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jacscope._validation import check_finite
+from jacscope._validation import check_finite, nonfinite_steps
 from jacscope.operators import AbstractLinearOperator, JacobianOperator, jacobian_operator
 from jacscope.training._run import TrainingRun
 
@@ -339,11 +339,11 @@ def training_jacobian_operator(
 
 
 def _check_losses(losses: np.ndarray) -> None:
-    bad = ~np.isfinite(losses)
-    if bad.any():
-        first = int(np.argmax(bad))
+    bad = nonfinite_steps(losses)
+    if bad.size:
+        first = int(bad[0])
         raise FloatingPointError(
             f"the training run's loss is {losses[first]} at step {first} (of {losses.size}); "
-            f"{int(bad.sum())} step(s) have a non-finite loss, so the training Jacobian is "
+            f"{bad.size} step(s) have a non-finite loss, so the training Jacobian is "
             f"undefined. Lower the learning rate or check the data."
         )
