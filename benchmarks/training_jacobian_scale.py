@@ -188,6 +188,7 @@ def _analysis(run, args, out, description, progress):
         method=args.method,
         depth=args.depth,
         residuals=args.residuals,
+        tol=args.tol or None,
         num_probes=args.probes,
         probes_per_batch=args.probes,
         density_depth=args.density_depth,
@@ -348,7 +349,13 @@ def main(argv=None) -> int:
     parser.add_argument("--k", type=int, default=32, help="singular triplets of J and J - I")
     parser.add_argument("--method", choices=("lanczos", "randomized"), default="lanczos")
     parser.add_argument(
-        "--depth", type=int, default=None, help="Lanczos depth of svd_topk (default 3k + 20)"
+        "--depth", type=int, default=180, help="most Lanczos steps of svd_topk per operator"
+    )
+    parser.add_argument(
+        "--tol",
+        type=float,
+        default=1e-2,
+        help="stop Lanczos once every residual is below TOL * s (0: always --depth steps)",
     )
     parser.add_argument(
         "--residuals",
@@ -357,7 +364,7 @@ def main(argv=None) -> int:
         help="residuals of the top-k: k more products, or the Lanczos relation (free)",
     )
     parser.add_argument("--probes", type=int, default=2, help="density probes")
-    parser.add_argument("--density-depth", type=int, default=40)
+    parser.add_argument("--density-depth", type=int, default=16)
     parser.add_argument(
         "--checkpoint", default="none", help="'none' (stored trajectory), 'sqrt' or an integer"
     )

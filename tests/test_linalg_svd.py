@@ -58,6 +58,27 @@ def test_recurrence_residuals_equal_explicit_ones(depth, key):
     np.testing.assert_array_equal(np.asarray(S), np.asarray(S_explicit))
 
 
+@pytest.mark.parametrize("tol", [1e-3, 1e-8])
+def test_lanczos_stops_once_residuals_reach_tol(tol, key):
+    matrix, exact = _problem("power_law")
+    op = dense_operator(matrix)
+    U, S, Vt, info = linalg.svd_topk(
+        op, K, key=key, method="lanczos", depth=80, residuals="recurrence", tol=tol
+    )
+    steps = int(info.num_matvecs) // 2
+    assert K <= steps < 80  # it stopped early ...
+    recomputed = _recomputed_residuals(matrix, U, S, Vt)
+    np.testing.assert_allclose(np.asarray(info.residuals), recomputed, rtol=1e-6, atol=1e-12)
+    assert np.all(recomputed <= tol * np.asarray(S))  # ... once every residual was small
+    # ... and not later: one step fewer leaves some residual above tol * s
+    _, S_less, _, info_less = linalg.svd_topk(
+        op, K, key=key, method="lanczos", depth=steps - 1, residuals="recurrence"
+    )
+    assert np.any(np.asarray(info_less.residuals) > tol * np.asarray(S_less))
+    # the singular values are within the residual bound of the exact ones
+    assert np.all(np.abs(np.asarray(S) - exact[:K]) <= recomputed / np.sqrt(2) + 1e-12)
+
+
 @pytest.mark.parametrize("name", SPECTRA)
 def test_randomized_is_as_accurate_as_its_residuals_claim(name, key):
     """|S_i - sigma_i| <= residual_i / sqrt(2), and S_i <= sigma_i.
@@ -125,6 +146,10 @@ def test_svd_refuses_bad_input(key):
         linalg.svd_topk(op, 3, key=key, method="lanczos", residuals="implicit")
     with pytest.raises(ValueError, match="needs method='lanczos'"):
         linalg.svd_topk(op, 3, key=key, residuals="recurrence")
+    with pytest.raises(ValueError, match="tol applies to method='lanczos'"):
+        linalg.svd_topk(op, 3, key=key, tol=1e-3)
+    with pytest.raises(ValueError, match="tol must be a positive number"):
+        linalg.svd_topk(op, 3, key=key, method="lanczos", tol=-1.0)
     with pytest.raises(TypeError, match="received ndarray"):
         linalg.svd_topk(np.eye(3), 1, key=key)
 

@@ -171,6 +171,25 @@ def test_randomized_top_k_within_residuals(run, exact):
     assert np.all(np.abs(np.asarray(S) - S_shift[:K]) <= np.asarray(info.residuals) + 1e-10)
 
 
+def test_tol_stops_lanczos_once_residuals_are_small(run, exact):
+    _, S_exact, S_shift = exact
+    result = matrix_free_analysis(
+        run,
+        k=K,
+        key=jax.random.key(4),
+        depth=100,
+        residuals="recurrence",
+        tol=1e-6,
+        num_probes=2,
+        density_depth=4,
+    )
+    for name, exact_values in (("top_j", S_exact), ("top_j_minus_i", S_shift)):
+        top = getattr(result, name)
+        assert top["num_matvecs"] < 2 * 100 and top["sweeps"] == top["num_matvecs"]
+        assert max(top["relative_residuals"]) <= 1e-6
+        np.testing.assert_allclose(top["values"], exact_values[:K], rtol=1e-6)
+
+
 def test_bad_options(run):
     with pytest.raises(ValueError, match="num_probes"):
         matrix_free_analysis(run, key=jax.random.key(0), num_probes=1)
@@ -180,3 +199,5 @@ def test_bad_options(run):
         matrix_free_analysis(
             run, key=jax.random.key(0), method="randomized", residuals="recurrence"
         )
+    with pytest.raises(ValueError, match="tol must be a positive number"):
+        matrix_free_analysis(run, key=jax.random.key(0), method="randomized", tol=1e-3)

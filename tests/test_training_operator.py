@@ -63,6 +63,25 @@ def test_every_checkpointing_gives_the_same_transpose(adam_run, exact_jacobian, 
     np.testing.assert_allclose(op.rmv(u), exact_jacobian.T @ u, atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("built_from", ["optimizer", "step"])
+def test_stored_trajectory_products_equal_exact_jacobian(adam_run, exact_jacobian, built_from):
+    """Stored mode: per-step linearisations with reverse-mode Hessian products for an
+    optax run, the linearisation of the whole run for a custom step."""
+    run = adam_run
+    if built_from == "step":
+        run = TrainingRun.from_step(run.params0, run.step, run.init_state, run.batches)
+    op = training_jacobian_operator(run, checkpoint_every=None)
+    expected = "LinearizedRun" if built_from == "optimizer" else "JacobianOperator"
+    assert type(op.linearized).__name__ == expected
+    V = jax.random.normal(jax.random.key(7), (31, 3))
+    J = exact_jacobian
+    np.testing.assert_allclose(op.mv(V[:, 0]), J @ V[:, 0], atol=1e-10, rtol=0)
+    np.testing.assert_allclose(op.rmv(V[:, 1]), J.T @ V[:, 1], atol=1e-10, rtol=0)
+    np.testing.assert_allclose(op.mm(V), J @ V, atol=1e-10, rtol=0)
+    np.testing.assert_allclose(op.rmm(V), J.T @ V, atol=1e-10, rtol=0)
+    assert op.cost().stored_bytes > 7 * 31 * 8
+
+
 def test_cost_reports_checkpoints_and_memory():
     """A linear model fitted by SGD with momentum for T = 64 steps."""
     key_w, key_x = jax.random.split(jax.random.key(4))

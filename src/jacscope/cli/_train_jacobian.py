@@ -105,6 +105,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     free.add_argument(
         "--lanczos-depth", type=int, default=None, help="Lanczos steps (default 3k + 20)"
     )
+    free.add_argument(
+        "--tol",
+        type=float,
+        default=None,
+        help="stop Lanczos early once every residual is below TOL times its singular value "
+        "(--lanczos-depth is then the most steps)",
+    )
     free.add_argument("--probes", type=int, default=8, help="probes of the density")
     free.add_argument("--density-depth", type=int, default=40, help="Lanczos steps per probe")
     free.add_argument(
@@ -279,6 +286,7 @@ def _run_matrix_free(args: argparse.Namespace, config: TrainingConfig, console: 
             k=args.k,
             method=args.method,
             depth=args.lanczos_depth,
+            tol=args.tol,
             num_probes=args.probes,
             density_depth=args.density_depth,
             checkpoint_every=args.checkpoint_every,

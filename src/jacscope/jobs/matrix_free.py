@@ -76,6 +76,7 @@ def run_matrix_free(
     k: int = 64,
     method: Literal["lanczos", "randomized"] = "lanczos",
     depth: int | None = None,
+    tol: float | None = None,
     num_probes: int = 8,
     density_depth: int = 40,
     checkpoint_every: int | Literal["sqrt"] | None = "sqrt",
@@ -92,6 +93,8 @@ def run_matrix_free(
     - `out`: the output folder (work is saved in `out/matrix_free/`).
     - `k`, `method`, `depth`: top-k singular triplets of J and of J - I by
       `jacscope.linalg.svd_topk` (`depth`: Lanczos steps, default `min(P, 3k + 20)`).
+    - `tol`: Lanczos only; stop each iteration early once every residual is at most
+      `tol` times its singular value (`depth` is then the most steps spent).
     - `num_probes`, `density_depth`: probes and Lanczos steps of the density.
     - `checkpoint_every`: memory/compute trade-off of the reverse-mode product
       (`"sqrt"`: checkpoints every ~sqrt(T) steps; an int; `None`: store the
@@ -134,6 +137,7 @@ def run_matrix_free(
         "k": k,
         "method": method,
         "depth": depth,
+        "tol": tol,
         "num_probes": num_probes,
         "density_depth": density_depth,
         "checkpoint_every": checkpoint_every,
@@ -146,6 +150,7 @@ def run_matrix_free(
         key=jax.random.key(seed),
         method=method,
         depth=depth,
+        tol=tol,
         num_probes=num_probes,
         density_depth=density_depth,
         checkpoint_every=checkpoint_every,

@@ -47,25 +47,38 @@ class Tridiagonal(NamedTuple):
 class Bidiagonal(NamedTuple):
     """Golub-Kahan-Lanczos started in the output space R^m of `A`.
 
-    With `B` the `(depth, depth)` lower-bidiagonal matrix (`alphas` on the diagonal,
-    `betas[:-1]` below it), `U` `(depth, m)` and `V` `(depth, n)` with orthonormal rows:
+    After `num_steps = j` steps, with `B` the `(j, j)` lower-bidiagonal matrix
+    (`alphas` on the diagonal, `betas[:j-1]` below it), `U` `(j, m)` and `V` `(j, n)`
+    with orthonormal rows:
 
         A^T U^T = V^T B^T                      (exact up to rounding)
         A V^T   = U^T B + beta_last u_{j+1} e_j^T
 
     so a singular triplet `B q = s p` gives `u = U^T p`, `v = V^T q` with
-    `A^T u = s v` and `||A v - s u|| = |beta_last q_j|`.
+    `A^T u = s v` and `||A v - s u|| = |beta_last q_j|`. The arrays have room for the
+    requested depth; rows and entries beyond `num_steps` (an early stop) are zero.
     """
 
     left: jax.Array
     right: jax.Array
     alphas: jax.Array
     betas: jax.Array
+    num_steps: jax.Array
 
     @property
     def matrix(self) -> jax.Array:
-        """The `(depth, depth)` lower-bidiagonal projection `B = U A V^T`."""
-        return jnp.diag(self.alphas) + jnp.diag(self.betas[:-1], -1)
+        """The lower-bidiagonal projection `B = U A V^T`, zero-padded to the full depth."""
+        return _bidiagonal_matrix(self.alphas, self.betas, self.num_steps)
+
+    @property
+    def beta_last(self) -> jax.Array:
+        """The norm of the remainder after the last step, coupling `B` to `u_{j+1}`."""
+        return self.betas[self.num_steps - 1]
+
+
+def _bidiagonal_matrix(alphas, betas, num_steps):
+    inside = jnp.arange(betas.shape[0] - 1) < num_steps - 1
+    return jnp.diag(alphas) + jnp.diag(jnp.where(inside, betas[:-1], 0), -1)
 
 
 def _orthogonalise(basis: jax.Array, x: jax.Array) -> jax.Array:
@@ -151,11 +164,19 @@ def lanczos(matvec: Callable, v0: jax.Array, depth: int, key: jax.Array) -> Trid
 
 
 def golub_kahan(
-    mv: Callable, rmv: Callable, u0: jax.Array, n: int, depth: int, key: jax.Array
+    mv: Callable,
+    rmv: Callable,
+    u0: jax.Array,
+    n: int,
+    depth: int,
+    key: jax.Array,
+    stop: Callable[[Bidiagonal], jax.Array] | None = None,
 ) -> Bidiagonal:
-    """`depth` steps of Golub-Kahan-Lanczos bidiagonalisation from `u0` in R^m.
+    """At most `depth` steps of Golub-Kahan-Lanczos bidiagonalisation from `u0` in R^m.
 
-    `mv` maps R^n -> R^m and `rmv` R^m -> R^n. Uses `depth` products with each.
+    `mv` maps R^n -> R^m and `rmv` R^m -> R^n; each step uses one product with each.
+    `stop`, if given, is called on the bidiagonalisation so far after every step and
+    ends the iteration when it returns True (a traced boolean).
     """
     m = u0.shape[0]
     dtype = u0.dtype
@@ -164,8 +185,9 @@ def golub_kahan(
     seed_u = _safe_normalise(jax.random.normal(key_u, (m,), dtype))
     seed_v = _safe_normalise(jax.random.normal(key_v, (n,), dtype))
 
-    def step(i, state):
-        left, right, alphas, betas, u, v_prev, beta_prev, scale = state
+    def step(state):
+        bidiag, u, v_prev, beta_prev, scale, _ = state
+        left, right, alphas, betas, i = bidiag
         left = left.at[i].set(u)
         r = _orthogonalise(right, rmv(u) - beta_prev * v_prev)
         scale = jnp.maximum(scale, jnp.linalg.norm(r))
@@ -174,27 +196,28 @@ def golub_kahan(
         p = _orthogonalise(left, mv(v) - alpha * u)
         scale = jnp.maximum(scale, jnp.linalg.norm(p))
         u_next, beta = _next_direction(p, left, seed_u, i, scale, tol)
-        return (
-            left,
-            right,
-            alphas.at[i].set(alpha),
-            betas.at[i].set(beta),
-            u_next,
-            v,
-            beta,
-            scale,
-        )
+        bidiag = Bidiagonal(left, right, alphas.at[i].set(alpha), betas.at[i].set(beta), i + 1)
+        done = jnp.asarray(False) if stop is None else stop(bidiag)
+        return bidiag, u_next, v, beta, scale, done
+
+    def more(state):
+        bidiag, *_, done = state
+        return (bidiag.num_steps < depth) & jnp.logical_not(done)
 
     zero = jnp.zeros((), dtype)
+    start = Bidiagonal(
+        left=jnp.zeros((depth, m), dtype),
+        right=jnp.zeros((depth, n), dtype),
+        alphas=jnp.zeros((depth,), dtype),
+        betas=jnp.zeros((depth,), dtype),
+        num_steps=jnp.zeros((), jnp.int32),
+    )
     init = (
-        jnp.zeros((depth, m), dtype),
-        jnp.zeros((depth, n), dtype),
-        jnp.zeros((depth,), dtype),
-        jnp.zeros((depth,), dtype),
+        start,
         _safe_normalise(u0.astype(dtype)),
         jnp.zeros((n,), dtype),
         zero,
         zero,
+        jnp.asarray(False),
     )
-    left, right, alphas, betas, *_ = jax.lax.fori_loop(0, depth, step, init)
-    return Bidiagonal(left=left, right=right, alphas=alphas, betas=betas)
+    return jax.lax.while_loop(more, step, init)[0]

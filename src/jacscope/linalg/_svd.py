@@ -69,20 +69,31 @@ def _svd_randomized(op, k, oversampling, power_iterations, chunk_size, key):
     return left, s[:k], right.T, DecompositionInfo(residuals, num_matvecs)
 
 
+def _ritz_residuals(bidiag, qt, k):
+    """`||A v_i - s_i u_i|| = |beta_last (e_j^T q_i)|`, from the Lanczos relation."""
+    return jnp.abs(bidiag.beta_last * qt[:k, bidiag.num_steps - 1])
+
+
 @eqx.filter_jit
-def _svd_lanczos(op, k, depth, key, explicit):
+def _svd_lanczos(op, k, depth, key, explicit, tol):
     m, n = op.shape
     key_start, key_restart = jax.random.split(key)
     u0 = jax.random.normal(key_start, (m,), _dtype(op))
-    bidiag = golub_kahan(op._mv, op._rmv, u0, n, depth, key_restart)
+
+    def converged(bidiag):
+        _, s, qt = jnp.linalg.svd(bidiag.matrix)
+        small = _ritz_residuals(bidiag, qt, k) <= tol * s[:k]
+        return (bidiag.num_steps >= k) & jnp.all(small)
+
+    stop = None if tol is None else converged
+    bidiag = golub_kahan(op._mv, op._rmv, u0, n, depth, key_restart, stop)
     p, s, qt = jnp.linalg.svd(bidiag.matrix)
     left, right = bidiag.left.T @ p[:, :k], bidiag.right.T @ qt[:k].T
     if explicit:
         residuals = _residuals(op, left, s[:k], right, None)
-        return left, s[:k], right.T, DecompositionInfo(residuals, 2 * depth + k)
-    # A v_i - s_i u_i = beta_last (e_j^T q_i) u_{j+1}: the Lanczos relation
-    residuals = jnp.abs(bidiag.betas[-1] * qt[:k, -1])
-    return left, s[:k], right.T, DecompositionInfo(residuals, 2 * depth)
+        return left, s[:k], right.T, DecompositionInfo(residuals, 2 * bidiag.num_steps + k)
+    residuals = _ritz_residuals(bidiag, qt, k)
+    return left, s[:k], right.T, DecompositionInfo(residuals, 2 * bidiag.num_steps)
 
 
 def svd_topk(
@@ -96,6 +107,7 @@ def svd_topk(
     depth: int | None = None,
     chunk_size: int | None = None,
     residuals: str = "explicit",
+    tol: float | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array, DecompositionInfo]:
     r"""The k largest singular values of `op` and their singular vectors.
 
@@ -143,6 +155,10 @@ def svd_topk(
     - `depth`: Krylov depth of the Lanczos method, `k <= depth <= min(m, n)`;
       default `min(min(m, n), 3 k + 20)`.
     - `residuals`: `"explicit"` (k more products) or `"recurrence"` (Lanczos only).
+    - `tol`: Lanczos only. Stop before `depth` steps once every Lanczos-relation
+      residual is at most `tol * S_i` (checked after each step from the SVD of the
+      small projected matrix, no extra products); `depth` is then the most steps
+      spent, and `info.num_matvecs` says how many were.
 
     Works under `jax.jit` (with `k` and the options static).
     """
@@ -154,6 +170,8 @@ def svd_topk(
             f"svd_topk: residuals must be 'explicit' or 'recurrence', received {residuals!r}"
         )
     if method == "randomized":
+        if tol is not None:
+            raise ValueError("svd_topk: tol applies to method='lanczos'")
         if residuals != "explicit":
             raise ValueError("svd_topk: residuals='recurrence' needs method='lanczos'")
         check_count(oversampling, "oversampling", "svd_topk", minimum=0)
@@ -165,5 +183,8 @@ def svd_topk(
         limit = min(op.shape)
         depth = default_depth(k, limit) if depth is None else depth
         check_count(depth, "depth", "svd_topk", minimum=k, maximum=limit)
-        return _svd_lanczos(op, k, depth, key, residuals == "explicit")
+        if tol is not None and not (isinstance(tol, int | float) and tol > 0):
+            raise ValueError(f"svd_topk: tol must be a positive number, received {tol!r}")
+        tol = None if tol is None else float(tol)
+        return _svd_lanczos(op, k, depth, key, residuals == "explicit", tol)
     raise ValueError(f"svd_topk: method must be 'randomized' or 'lanczos', received {method!r}")

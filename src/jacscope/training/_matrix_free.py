@@ -269,13 +269,14 @@ def _top_triplets(op, k, *, key, method, depth, options, counter, folder, name, 
     counter.listener = lambda: progress(name, counter.total - before, expected)
     progress(name, 0, expected)
     if method == "lanczos":
-        extra = {"depth": depth, "residuals": options["residuals"]}
+        extra = {"depth": depth, "residuals": options["residuals"], "tol": options["tol"]}
     else:
         extra = {name: options[name] for name in ("oversampling", "power_iterations")}
     U, S, Vt, info = linalg.svd_topk(op, k, key=key, method=method, **extra)
     S, residuals = np.asarray(S), np.asarray(info.residuals)
     jax.effects_barrier()
     counter.listener = None
+    progress(name, counter.total - before, counter.total - before)  # tol may stop it early
     triplets = SingularTriplets(
         values=S.tolist(),
         residuals=residuals.tolist(),
@@ -301,6 +302,7 @@ def matrix_free_analysis(
     method: Literal["lanczos", "randomized"] = "lanczos",
     depth: int | None = None,
     residuals: Literal["explicit", "recurrence"] = "explicit",
+    tol: float | None = None,
     oversampling: int = 10,
     power_iterations: int = 2,
     num_probes: int = 8,
@@ -349,6 +351,8 @@ def matrix_free_analysis(
     - `residuals`: of `svd_topk` with Lanczos: `"explicit"` costs k more products
       (one batched sweep) per operator, `"recurrence"` reads them off the Lanczos
       relation for free.
+    - `tol`: of `svd_topk` with Lanczos: stop each operator's iteration once every
+      relative residual is at most `tol` (`depth` is then the most steps spent).
     - `num_probes`, `probes_per_batch`, `density_depth`: the quadrature.
     - `num_bins`: bins of the histogram.
     - `num_points`, `bandwidth`: grid size and kernel width of the smoothed density
@@ -389,12 +393,18 @@ def matrix_free_analysis(
             f"residuals must be 'explicit', or 'recurrence' with method='lanczos'; "
             f"received {residuals!r} with {method!r}"
         )
+    if tol is not None and (method != "lanczos" or not isinstance(tol, int | float) or tol <= 0):
+        raise ValueError(
+            f"tol must be a positive number, with method='lanczos'; received {tol!r} "
+            f"with {method!r}"
+        )
     taus = [float(t) for t in taus]
     options = {
         "k": int(k),
         "method": method,
         "depth": depth,
         "residuals": residuals,
+        "tol": None if tol is None else float(tol),
         "oversampling": int(oversampling),
         "power_iterations": int(power_iterations),
         "num_probes": num_probes,
@@ -455,7 +465,7 @@ def _analyse(
 
     keys = jax.random.split(key, 3)
     svd_options = {
-        name: options[name] for name in ("oversampling", "power_iterations", "residuals")
+        name: options[name] for name in ("oversampling", "power_iterations", "residuals", "tol")
     }
     # J + c I with c an array, so that J and J - I share one compiled svd_topk
     shifts = {"top_j": 0.0, "top_j_minus_i": -1.0}

@@ -14,7 +14,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jacscope._validation import check_finite, nonfinite_steps
-from jacscope.operators import AbstractLinearOperator, JacobianOperator, jacobian_operator
+from jacscope.operators import AbstractLinearOperator, jacobian_operator
+from jacscope.training._linearized_run import linearize_run
 from jacscope.training._run import TrainingRun
 
 
@@ -74,7 +75,9 @@ class TrainingJacobianOperator(AbstractLinearOperator):
     - With `checkpoint_every=None` the run is linearised once, when the operator
       is built, and the linearisation (every step's intermediates: memory linear
       in T) is kept; then `mv` is a tangent sweep and `rmv` a backward sweep, with
-      no primal computation.
+      no primal computation. For a run built from `loss_fn` and `optimizer` each
+      step's gradient map is linearised on its own and every Hessian-vector
+      product runs in reverse mode, in `mv` too (`LinearizedRun`).
     - `mm(V)` / `rmm(U)` push k vectors through one sweep: the primal is computed
       once and the k tangents (or cotangents) are batched, which turns the
       matrix-vector products inside each step into matrix-matrix products.
@@ -92,7 +95,7 @@ class TrainingJacobianOperator(AbstractLinearOperator):
     primal_in: jax.Array
     primal_out: jax.Array
     losses: jax.Array
-    linearized: JacobianOperator | None
+    linearized: AbstractLinearOperator | None
     unravel_input: Callable = eqx.field(static=True)
     checkpoint_every: int | None = eqx.field(static=True)
     on_sweep: Callable[[str], Any] | None = eqx.field(static=True)
@@ -135,8 +138,7 @@ class TrainingJacobianOperator(AbstractLinearOperator):
         stored = 0
         if self.linearized is not None:
             stored = sum(
-                leaf.nbytes
-                for leaf in jax.tree.leaves(eqx.filter(self.linearized.jvp_fn, eqx.is_array))
+                leaf.nbytes for leaf in jax.tree.leaves(eqx.filter(self.linearized, eqx.is_array))
             )
         vector = jnp.zeros_like(self.primal_in)
         return TrainingOperatorCost(
@@ -322,7 +324,9 @@ def training_jacobian_operator(
             f"entries, theta_T to {x_final.shape[0]}"
         )
     linearized = None
-    if every is None:
+    if every is None and run.loss_fn is not None:
+        linearized = linearize_run(run)
+    elif every is None:
         linearized = jacobian_operator(functools.partial(_flat_final, run, unravel), x0)
     return TrainingJacobianOperator(
         run=run,

@@ -29,13 +29,16 @@ class TrainingRun(eqx.Module):
     - `optimizer`: an `optax.GradientTransformation`.
     - `batches`: a pytree of arrays with the step as leading axis.
 
-    For loops optax cannot express, use `TrainingRun.from_step`.
+    For loops optax cannot express, use `TrainingRun.from_step`; such a run has
+    `loss_fn` and `optimizer` set to `None`.
     """
 
     params0: Any
     batches: Any
     step: Callable = eqx.field(static=True)
     init_state: Callable = eqx.field(static=True)
+    loss_fn: Callable | None = eqx.field(static=True)
+    optimizer: optax.GradientTransformation | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -56,6 +59,8 @@ class TrainingRun(eqx.Module):
             init_state = optimizer.init
         elif init_state is None:
             raise ValueError("TrainingRun.from_step needs init_state")
+        else:
+            loss_fn = optimizer = None
         leading = {jnp.shape(leaf)[0] for leaf in jax.tree_util.tree_leaves(batches)}
         if len(leading) != 1:
             raise ValueError(
@@ -66,6 +71,8 @@ class TrainingRun(eqx.Module):
         self.batches = batches
         self.step = step
         self.init_state = init_state
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer
 
     @classmethod
     def from_step(
