@@ -56,9 +56,8 @@ def test_products_equal_exact_jacobian(adam_run, exact_jacobian):
     )
 
 
-@pytest.mark.parametrize("checkpoint_every", [None, 1])
-def test_every_checkpointing_gives_the_same_transpose(adam_run, exact_jacobian, checkpoint_every):
-    op = training_jacobian_operator(adam_run, checkpoint_every=checkpoint_every)
+def test_checkpointing_every_step_gives_the_same_transpose(adam_run, exact_jacobian):
+    op = training_jacobian_operator(adam_run, checkpoint_every=1)
     u = jax.random.normal(jax.random.key(2), (31,))
     np.testing.assert_allclose(op.rmv(u), exact_jacobian.T @ u, atol=1e-10, rtol=0)
 
@@ -73,12 +72,10 @@ def test_stored_trajectory_products_equal_exact_jacobian(adam_run, exact_jacobia
     op = training_jacobian_operator(run, checkpoint_every=None)
     expected = "LinearizedRun" if built_from == "optimizer" else "JacobianOperator"
     assert type(op.linearized).__name__ == expected
-    V = jax.random.normal(jax.random.key(7), (31, 3))
+    V = jax.random.normal(jax.random.key(7), (31, 2))
     J = exact_jacobian
     np.testing.assert_allclose(op.mv(V[:, 0]), J @ V[:, 0], atol=1e-10, rtol=0)
     np.testing.assert_allclose(op.rmv(V[:, 1]), J.T @ V[:, 1], atol=1e-10, rtol=0)
-    np.testing.assert_allclose(op.mm(V), J @ V, atol=1e-10, rtol=0)
-    np.testing.assert_allclose(op.rmm(V), J.T @ V, atol=1e-10, rtol=0)
     assert op.cost().stored_bytes > 7 * 31 * 8
 
 
