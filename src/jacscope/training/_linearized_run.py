@@ -29,15 +29,10 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import optax
 from jax.flatten_util import ravel_pytree
 
 from jacscope.operators import AbstractLinearOperator
-from jacscope.training._run import TrainingRun
-
-
-def _is_float(x: Any) -> bool:
-    return eqx.is_array(x) and jnp.issubdtype(x.dtype, jnp.inexact)
+from jacscope.training._run import TrainingRun, optax_update, split_state
 
 
 def _abstract(tree: Any) -> Any:
@@ -86,10 +81,6 @@ class LinearizedRun(AbstractLinearOperator):
         (dp, _), _ = jax.lax.scan(body, (dp, self.init_map(dp)), maps)
         return ravel_pytree(dp)[0]
 
-    def nbytes(self) -> int:
-        """Memory held by the stored linearisations."""
-        return int(sum(x.nbytes for x in jax.tree.leaves((self.grad_maps, self.update_maps))))
-
 
 def linearize_run(run: TrainingRun) -> LinearizedRun:
     """Train once, linearising each step's gradient map and optimizer update.
@@ -101,16 +92,16 @@ def linearize_run(run: TrainingRun) -> LinearizedRun:
     if run.loss_fn is None or run.optimizer is None:
         raise ValueError("linearize_run needs a run built from loss_fn and optimizer")
     loss_fn, optimizer = run.loss_fn, run.optimizer
-    floats0, others0 = eqx.partition(run.init_state(run.params0), _is_float)
+    floats0, others0 = split_state(run.init_state(run.params0))
 
     def body(carry, batch):
         params, floats, others = carry
         grads, grad_map = jax.linearize(lambda p: jax.grad(loss_fn)(p, batch), params)
 
         def update(p, f, g):
-            updates, state = optimizer.update(g, eqx.combine(f, others), p)
-            new_floats, new_others = eqx.partition(state, _is_float)
-            return (optax.apply_updates(p, updates), new_floats), new_others
+            p, state = optax_update(optimizer, p, eqx.combine(f, others), g)
+            new_floats, new_others = split_state(state)
+            return (p, new_floats), new_others
 
         (params, floats), update_map, others = jax.linearize(
             update, params, floats, grads, has_aux=True
@@ -119,7 +110,7 @@ def linearize_run(run: TrainingRun) -> LinearizedRun:
 
     init = (run.params0, floats0, others0)
     _, (grad_maps, update_maps) = jax.lax.scan(body, init, run.batches)
-    init_floats = lambda p: eqx.partition(run.init_state(p), _is_float)[0]
+    init_floats = lambda p: split_state(run.init_state(p))[0]
     _, init_map = jax.linearize(init_floats, run.params0)
     flat0, unravel = ravel_pytree(run.params0)
     return LinearizedRun(

@@ -28,17 +28,8 @@ import jax.numpy as jnp
 from jax.extend.core import jaxpr_as_fun
 from jax.flatten_util import ravel_pytree
 
-from jacscope.training._run import TrainingRun
+from jacscope.training._run import TrainingRun, split_state
 from jacscope.training._tangent_program import TangentProgram, canonical_axis
-
-
-def _is_float(x: Any) -> bool:
-    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)
-
-
-def _split_state(state: Any) -> tuple[Any, Any]:
-    """(differentiable float leaves, everything else), as equinox partitions."""
-    return eqx.partition(state, _is_float)
 
 
 class TangentPropagation:
@@ -68,11 +59,11 @@ class TangentPropagation:
         captured: dict[str, Any] = {}
 
         def capture(params, state, batch):
-            floats, others = _split_state(state)
+            floats, others = split_state(state)
 
             def step(p, f):
                 new_p, new_s, loss = run.step(p, eqx.combine(f, others), batch)
-                new_f, new_o = _split_state(new_s)
+                new_f, new_o = split_state(new_s)
                 return (new_p, new_f), (new_o, loss)
 
             (new_p, new_f), linear, (new_o, loss) = jax.linearize(
@@ -178,7 +169,7 @@ class TangentPropagation:
         )
 
         def init_floats(p):
-            return _split_state(self._init_state(p))[0]
+            return split_state(self._init_state(p))[0]
 
         def state_tangent(dp):
             return jax.jvp(init_floats, (params0,), (dp,))[1]

@@ -112,10 +112,27 @@ def _train_jit(run: TrainingRun, params0: Any | None):
     return run.train(params0)
 
 
+def optax_update(
+    optimizer: optax.GradientTransformation, params: Any, state: Any, grads: Any
+) -> tuple[Any, Any]:
+    """The parameters and optimizer state after one optax update with `grads`."""
+    updates, state = optimizer.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+
+def split_state(state: Any) -> tuple[Any, Any]:
+    """An optimizer state as (its floating-point leaves, everything else), equinox
+    partitions: the differentiable part and the counters carried alongside."""
+    return eqx.partition(state, _is_float)
+
+
+def _is_float(x: Any) -> bool:
+    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)
+
+
 def _optax_step(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
     def step(params, state, batch):
         loss, grads = jax.value_and_grad(loss_fn)(params, batch)
-        updates, state = optimizer.update(grads, state, params)
-        return optax.apply_updates(params, updates), state, loss
+        return (*optax_update(optimizer, params, state, grads), loss)
 
     return step
