@@ -14,6 +14,7 @@ from jacscope.models import init_mlp, mlp_apply
 from jacscope.penalties import (
     jacobian_frobenius_penalty,
     jacobian_spectral_penalty,
+    lazy_penalty,
     nuclear_norm_penalty,
 )
 
@@ -265,6 +266,36 @@ def test_denoising_is_unbiased_for_affine_factors(key):
         jax.random.key(11),
     )
     assert_unbiased(samples, exact)
+
+
+def test_lazy_penalty_runs_every_kth_step_and_adds_up_to_the_penalty(setup, key):
+    params, x = setup
+    calls = []
+
+    def counted(p, x):
+        jax.debug.callback(lambda: calls.append(1))
+        return jacobian_frobenius_penalty(model, p, x, exact=True)
+
+    lazy = lazy_penalty(counted, every=3)
+    value_and_grad = jax.jit(jax.value_and_grad(lambda p, step: lazy(step, p, x)))
+    exact, exact_grad = jax.jit(jax.value_and_grad(lambda p: counted(p, x)))(params)
+    calls.clear()
+    results = [value_and_grad(params, jnp.int32(step)) for step in range(7)]
+    assert len(calls) == 3  # steps 0, 3 and 6 only
+    for step, (value, grad) in enumerate(results):
+        factor = 3.0 if step % 3 == 0 else 0.0
+        np.testing.assert_allclose(value, factor * exact, rtol=1e-12)
+        assert tree_allclose(grad, jax.tree.map(lambda g, c=factor: c * g, exact_grad), rtol=1e-12)
+    # any three consecutive steps add up to three steps of the penalty itself
+    window = sum(float(v) for v, _ in results[2:5])
+    np.testing.assert_allclose(window, 3 * float(exact), rtol=1e-12)
+    np.testing.assert_allclose(lazy_penalty(counted, every=1)(5, params, x), exact, rtol=1e-12)
+    with pytest.raises(ValueError, match="every must be an integer >= 1"):
+        lazy_penalty(counted, every=0)
+    with pytest.raises(ValueError, match="step must be an integer scalar"):
+        lazy(jnp.arange(2), params, x)
+    with pytest.raises(ValueError, match="must return a scalar"):
+        lazy_penalty(lambda p: p, every=2)(0, params)
 
 
 def test_bad_arguments_are_named(setup, key):
