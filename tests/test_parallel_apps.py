@@ -210,3 +210,34 @@ def test_consistency_training_cuts_jacobi_iterations_and_keeps_greedy_outputs(ke
     after = decode(tuned)
     np.testing.assert_array_equal(after.tokens, before.tokens)  # greedy outputs kept
     assert float(jnp.mean(after.iterations)) < float(jnp.mean(before.iterations)) - 1
+
+
+def test_jacobi_decoding_with_a_draft_is_exactly_greedy_for_the_model(key):
+    k_model, k_draft = jax.random.split(key)
+    model, other = _toy_transformer(k_model), _toy_transformer(k_draft)
+    prompt = jnp.array([1, 2, 3, 4], jnp.int32)
+    expected = _greedy_reference(model, prompt, 16)
+    assert not np.array_equal(_greedy_reference(other, prompt, 16), expected)
+
+    # an oracle draft that predicts the greedy continuation whatever it is shown
+    rows = jnp.zeros((20, 11)).at[3 + jnp.arange(16), jnp.asarray(expected)].set(1.0)
+    oracle = lambda tokens: rows[: tokens.shape[0]]
+
+    @jax.jit
+    def run(prompt):
+        out = {
+            (name, m): jacobi_decode(model, prompt, 16, block_size=8, method=m, window=4, draft=d)
+            for name, d in (("other", other), ("oracle", oracle), ("itself", model))
+            for m in AR_METHODS
+        }
+        return out, jacobi_decode(model, prompt, 16, block_size=8)
+
+    results, plain = run(prompt)
+    for (name, method), res in results.items():
+        np.testing.assert_array_equal(res.tokens, expected, err_msg=f"{name} {method}")
+        assert np.all(np.asarray(res.converged)) and np.all(res.iterations <= 8), (name, method)
+    # the model as its own draft is plain Jacobi decoding; an oracle needs one pass to
+    # propose the block and one to verify it
+    np.testing.assert_array_equal(results["itself", "jacobi"].iterations, plain.iterations)
+    assert np.all(np.asarray(results["oracle", "jacobi"].iterations) <= 2)
+    assert int(jnp.sum(plain.iterations)) > int(jnp.sum(results["oracle", "jacobi"].iterations))

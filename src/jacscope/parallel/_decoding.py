@@ -20,7 +20,9 @@ class JacobiDecoding(NamedTuple):
     - `iterations`: `(num_blocks,)` iterations each block took (verifying pass counted).
     - `converged`: `(num_blocks,)` whether each block is certified greedy.
     - `forward_passes`: the model evaluations on the critical path, all blocks together
-      (greedy decoding needs `num_tokens`); tokens per pass = num_tokens / this.
+      (greedy decoding needs `num_tokens`); tokens per pass = num_tokens / this. With
+      a `draft`, each pass evaluates the model and the draft, independently, on the
+      same tokens.
     - `iterates`: `None`, or `(num_blocks, cap + 1, block_size)` each block's Jacobi
       trajectory (the states consistency training learns from).
     """
@@ -41,6 +43,7 @@ def jacobi_decode(
     method: str = "jacobi",
     window: int | None = None,
     max_iter: int | None = None,
+    draft: Callable | None = None,
     return_iterates: bool = False,
 ) -> JacobiDecoding:
     r"""Greedy decoding, y_t = argmax_v logits(prompt, y_{<t})_v, by fixed-point iteration.
@@ -53,6 +56,16 @@ def jacobi_decode(
     iteration changes nothing, or after `block_size` iterations at most. The starting
     guess repeats the last known token. `method="sequential"` is greedy decoding itself.
 
+    With a `draft` model (for instance a copy fine-tuned with `consistency_loss`), each
+    pass also evaluates the draft on the same tokens, and position i of the next iterate
+    is the model's greedy token a_i where the iterate already agrees with a_j at every
+    j < i (the verified prefix and the one token after it), the draft's greedy token
+    beyond. This map is causal, and its only fixed point is the model's greedy
+    continuation, so the result is exactly greedy for `logits_fn` whatever the draft
+    predicts; the draft only decides how fast the iteration gets there (each pass still
+    fixes at least one more token). This is the verification of speculative decoding
+    (Leviathan, Kalman & Matias, ICML 2023) applied to Jacobi iterates.
+
     **Arguments:**
 
     - `logits_fn`: `tokens (L,) -> logits (L, V)`, causal: row t predicts token t + 1.
@@ -61,6 +74,8 @@ def jacobi_decode(
     - `num_tokens`: how many tokens to generate, a multiple of `block_size`.
     - `block_size`: n, tokens per Jacobi block.
     - `method`, `window`, `max_iter`: passed to `solve_autoregressive` for each block.
+    - `draft`: `None`, or a causal `tokens (L,) -> logits (L, V)` over the same
+      tokens, whose greedy tokens fill the positions past the verified prefix.
     - `return_iterates`: also return each block's trajectory.
 
     **Returns:** a `JacobiDecoding`.
@@ -80,10 +95,18 @@ def jacobi_decode(
     def decode_block(buffer, b):
         start = start0 + b * block_size
 
-        def greedy(y, _):
-            logits = logits_fn(jax.lax.dynamic_update_slice(buffer, y, (start,)))
-            rows = jax.lax.dynamic_slice_in_dim(logits, start - 1, block_size)
+        def predict(fn, tokens):
+            rows = jax.lax.dynamic_slice_in_dim(fn(tokens), start - 1, block_size)
             return jnp.argmax(rows, axis=-1).astype(buffer.dtype)
+
+        def greedy(y, _):
+            tokens = jax.lax.dynamic_update_slice(buffer, y, (start,))
+            tokens_greedy = predict(logits_fn, tokens)
+            if draft is None:
+                return tokens_greedy
+            agree = jnp.cumprod(y == tokens_greedy)
+            verified = jnp.concatenate([jnp.ones((1,), bool), agree[:-1].astype(bool)])
+            return jnp.where(verified, tokens_greedy, predict(draft, tokens))
 
         guess = jnp.full((block_size,), buffer[start - 1])
         sol = solve_autoregressive(
