@@ -224,13 +224,39 @@ def test_autoregressive_continuous_values_and_gradients():
         return jnp.sum(jnp.cos(sol.states)), sol
 
     grad = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)
-    methods = ("sequential", "jacobi", "block_gauss_seidel", "jacobi_window")
+    methods = ("sequential", "jacobi", "block_gauss_seidel", "jacobi_window", "deer")
     results = jax.jit(lambda a, u: {m: grad(a, u, m) for m in methods})(a, u)
     (_, reference), reference_grads = results.pop("sequential")
     for method, ((_, sol), grads) in results.items():
         assert bool(sol.converged) and int(sol.iterations) < T, method
         np.testing.assert_allclose(sol.states, reference.states, atol=1e-10)
         assert tree_allclose(grads, reference_grads, rtol=1e-8, atol=1e-9), method
+    # Newton converges quadratically: far fewer iterations than Jacobi's linear rate
+    assert int(results["deer"][0][1].iterations) <= 6
+    assert int(results["deer"][0][1].iterations) < int(results["jacobi"][0][1].iterations) - 4
+
+
+def test_autoregressive_newton_on_a_pytree_is_exact_at_the_cap():
+    """DEER on a two-leaf output whose map is far from contracting: prefix convergence
+    makes it exact after T iterations even where Newton alone would wander."""
+    rng = np.random.default_rng(1)
+    a = jnp.asarray(3.0 * rng.normal(size=(T, T)))
+
+    def causal(x, u):
+        low = jnp.tril(a, k=-1)
+        h = jnp.tanh(low @ x["v"] + u) + 0.1 * (low @ x["w"][:, 0])
+        return {"v": h, "w": jnp.stack([jnp.sin(h), h**2], axis=1)}
+
+    guess = {"v": jnp.zeros(T), "w": jnp.zeros((T, 2))}
+    u = jnp.asarray(rng.normal(size=T))
+    run = jax.jit(
+        lambda u: {
+            m: solve_autoregressive(causal, guess, u, method=m) for m in ("sequential", "deer")
+        }
+    )
+    results = run(u)
+    assert bool(results["deer"].converged) and int(results["deer"].iterations) <= T
+    assert tree_allclose(results["deer"].states, results["sequential"].states, atol=1e-9)
 
 
 def test_bad_input_is_named():
@@ -253,6 +279,8 @@ def test_bad_input_is_named():
             step, jnp.zeros(2), jnp.ones((5, 2)), method="block_gauss_seidel", block_size=0
         )
     with pytest.raises(ValueError, match="Markov form"):
-        solve_autoregressive(lambda x, u: x, jnp.zeros(4), method="deer")
+        solve_autoregressive(lambda x, u: x, jnp.zeros(4), method="quasi_deer")
+    with pytest.raises(ValueError, match="every leaf of guess must be floating"):
+        solve_autoregressive(lambda x, u: x, jnp.zeros(4, jnp.int32), method="deer")
     with pytest.raises(ValueError, match="guess has shape"):
         solve_sequence(step, jnp.zeros(2), jnp.ones((5, 2)), guess=jnp.zeros((4, 2)))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
 from jacscope._validation import check_finite
 from jacscope.parallel._iterate import (
@@ -28,7 +30,7 @@ from jacscope.parallel._tree import (
     update_leading,
 )
 
-AUTOREGRESSIVE_METHODS = ("sequential", "jacobi", "block_gauss_seidel", "jacobi_window")
+AUTOREGRESSIVE_METHODS = ("sequential", "jacobi", "block_gauss_seidel", "jacobi_window", "deer")
 
 
 def solve_autoregressive(
@@ -63,7 +65,16 @@ def solve_autoregressive(
     `"block_gauss_seidel"` (`block_size` passes per iteration, each fixing the next
     position of every block; exact after ceil(T / block_size) iterations) and
     `"jacobi_window"` (only the `window` positions past the converged prefix are
-    updated). Newton methods need the Markov form; use `solve_sequence`.
+    updated) and `"deer"`, Newton's method for floating-point outputs: with L = d step / d x
+    at the iterate (strictly block lower triangular, so L^T = 0), x^{k+1} = x^k + delta,
+    (I - L) delta = step(x^k) - x^k, solved in parallel as delta = (I + L)(I + L^2)
+    (I + L^4) ... (I + L^(2^(m-1))) r with 2^m >= T (the Neumann series of a nilpotent L,
+    by repeated squaring: ceil(log2 T) products of N x N matrices, N the number of
+    scalars in x). Newton converges quadratically near the solution and, like Jacobi,
+    fixes at least one more position per iteration; a non-finite update at a position
+    is replaced by the Jacobi update there. It forms L densely (N^2 memory), so it
+    suits short sequences of small states. Quasi-DEER's diagonal Jacobian is zero for a
+    causal map (it would be Jacobi); for a Markov recurrence use `solve_sequence`.
 
     Stopping, the cap and the result are as in `solve_sequence`. Continuous outputs are
     differentiable (reverse mode, with respect to `noise` and whatever `step` closes
@@ -86,7 +97,7 @@ def solve_autoregressive(
         positions has no triangular structure, and the cap no longer certifies anything.
     """
     if method not in AUTOREGRESSIVE_METHODS:
-        hint = " (Newton methods need the Markov form: solve_sequence)" if "deer" in method else ""
+        hint = " (quasi-DEER needs the Markov form: solve_sequence)" if "deer" in method else ""
         raise ValueError(
             f"method must be one of {AUTOREGRESSIVE_METHODS}, received {method!r}{hint}"
         )
@@ -112,6 +123,11 @@ def solve_autoregressive(
     )
     fn, consts = hoist(step, guess, noise)
     floating = all(jnp.issubdtype(leaf.dtype, jnp.inexact) for leaf in jax.tree.leaves(guess))
+    if method == "deer" and not floating:
+        raise ValueError(
+            "method='deer' linearises the step, so every leaf of guess must be floating "
+            f"point; received dtypes {[str(leaf.dtype) for leaf in jax.tree.leaves(guess)]}"
+        )
     solve = _solve if floating else _run
     states, (iterations, converged, iterates) = solve(opts, fn, consts, noise, guess)
     depth = opts.depth(iterations)
@@ -163,6 +179,9 @@ def _run(opts: Options, fn, consts, noise, guess):
 
         states, _, k, converged, iterates = loop(update, guess, None)
 
+    elif opts.method == "deer":
+        states, k, converged, iterates = _newton(opts, causal, guess, loop)
+
     else:
         width = opts.window
 
@@ -176,6 +195,38 @@ def _run(opts: Options, fn, consts, noise, guess):
         )
         states = truncate(padded, num)
     return states, (k, converged, iterates)
+
+
+def _newton(opts: Options, causal, guess, loop):
+    """DEER for a causal map: Newton steps on the flattened outputs."""
+    flat_guess, unravel = ravel_pytree(guess)
+    squarings = max(0, math.ceil(math.log2(opts.length)))
+
+    def flat_causal(x):
+        return ravel_pytree(causal(unravel(x)))[0]
+
+    def update(x, aux):
+        jac, value = jax.jacfwd(lambda z: (flat_causal(z),) * 2, has_aux=True)(x)
+
+        def double(carry, _):
+            delta, power = carry
+            return (delta + power @ delta, power @ power), None
+
+        (delta, _), _ = jax.lax.scan(double, (value - x, jac), None, length=squarings)
+        newton, jacobi = unravel(x + delta), unravel(value)
+        finite = jnp.ones((opts.length,), bool)
+        for leaf in jax.tree.leaves(newton):
+            finite = finite & jnp.all(jnp.isfinite(leaf.reshape(opts.length, -1)), axis=1)
+        new = jax.tree.map(
+            lambda n, j: jnp.where(finite.reshape((-1,) + (1,) * (n.ndim - 1)), n, j),
+            newton,
+            jacobi,
+        )
+        same = unchanged_positions(new, unravel(x), opts.tol)
+        return ravel_pytree(new)[0], aux, jnp.all(same)
+
+    flat, _, k, converged, iterates = loop(update, flat_guess, None, view=unravel)
+    return unravel(flat), k, converged, iterates
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1))
