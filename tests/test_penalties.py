@@ -290,6 +290,12 @@ def test_lazy_penalty_runs_every_kth_step_and_adds_up_to_the_penalty(setup, key)
     window = sum(float(v) for v, _ in results[2:5])
     np.testing.assert_allclose(window, 3 * float(exact), rtol=1e-12)
     np.testing.assert_allclose(lazy_penalty(counted, every=1)(5, params, x), exact, rtol=1e-12)
+
+    # an array the penalty closes over gets its gradient too
+    def closed_over(scale):
+        return lazy_penalty(lambda p: scale * counted(p, x), every=3)(jnp.int32(3), params)
+
+    np.testing.assert_allclose(jax.jit(jax.grad(closed_over))(2.0), 3 * exact, rtol=1e-12)
     with pytest.raises(ValueError, match="every must be an integer >= 1"):
         lazy_penalty(counted, every=0)
     with pytest.raises(ValueError, match="step must be an integer scalar"):

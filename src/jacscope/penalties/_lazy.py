@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -19,10 +21,13 @@ def lazy_penalty(penalty: Callable, every: int) -> Callable:
     so that over any `every` consecutive steps it adds up to what the penalty itself
     adds up to over those steps, at fixed parameters ("lazy regularisation", Karras et
     al., CVPR 2020, who apply their R1 penalty every 16th step). The choice is made by
-    `jax.lax.cond`, so on the other steps neither the penalty nor its gradient is
-    computed: a penalty whose gradient costs c times a plain step costs about
-    1 + (c - 1) / every on average. (Under `jax.vmap` over a batched `step`, `cond`
-    evaluates both branches and nothing is saved.)
+    `jax.lax.cond`, and in reverse mode the penalty's value and gradient are computed
+    together inside it (a custom VJP), so on the other steps neither is computed: a
+    penalty whose gradient costs c times a plain step costs about 1 + (c - 1) / every
+    on average. The gradient flows to every floating-point array among the arguments
+    and to arrays the penalty closes over; forward-mode differentiation is not
+    supported. (Under `jax.vmap` over a batched `step`, `cond` evaluates both branches
+    and nothing is saved.)
 
     ```python
     frobenius = lazy_penalty(jacobian_frobenius_penalty, every=4)
@@ -60,10 +65,46 @@ def lazy_penalty(penalty: Callable, every: int) -> Callable:
             )
         if every == 1:
             return penalty(*args, **kwargs)
-        return jax.lax.cond(
-            step % every == 0,
-            lambda: every * penalty(*args, **kwargs),
-            lambda: jnp.zeros((), shape.dtype),
-        )
+        dynamic, static = eqx.partition((args, kwargs), eqx.is_inexact_array)
+
+        def value(dynamic):
+            args, kwargs = eqx.combine(dynamic, static)
+            return penalty(*args, **kwargs)
+
+        # arrays that `penalty` or a function among `args` closes over become inputs too
+        value, consts = jax.closure_convert(value, dynamic)
+        return _on_every(value, step, every, shape.dtype, dynamic, consts)
 
     return lazy
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 2, 3))
+def _on_every(value: Callable, step, every: int, dtype, dynamic, consts):
+    """`every * value(dynamic, *consts)` when `step % every == 0`, else 0."""
+    return jax.lax.cond(
+        step % every == 0,
+        lambda: every * value(dynamic, *consts),
+        lambda: jnp.zeros((), dtype),
+    )
+
+
+def _on_every_fwd(value, step, every, dtype, dynamic, consts):
+    # The value and its gradient are computed together inside one `cond`: differentiating
+    # through a `cond` instead would carry the penalty's residuals out of it on every step.
+    def penalised():
+        val, grads = jax.value_and_grad(lambda d, c: value(d, *c), argnums=(0, 1))(dynamic, consts)
+        return every * val, jax.tree.map(lambda g: every * g, grads)
+
+    def skipped():
+        return jnp.zeros((), dtype), jax.tree.map(jnp.zeros_like, (dynamic, consts))
+
+    val, grads = jax.lax.cond(step % every == 0, penalised, skipped)
+    return val, grads
+
+
+def _on_every_bwd(value, every, dtype, grads, cotangent):
+    dynamic_bar, consts_bar = jax.tree.map(lambda g: cotangent * g, grads)
+    return None, dynamic_bar, consts_bar
+
+
+_on_every.defvjp(_on_every_fwd, _on_every_bwd)
