@@ -30,7 +30,7 @@ timed once per round for `--repeats` rounds; the median over rounds of the ratio
 `none` in the same round).
 
 Finished runs are written to `--out` (one JSON file each) and skipped when the script
-runs again. Defaults take about a quarter of an hour on two CPU cores:
+runs again. Defaults take about two minutes on two CPU cores:
 
     python benchmarks/robustness.py --out results/robustness
 """

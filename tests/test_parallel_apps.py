@@ -175,6 +175,9 @@ def test_bad_decoding_input_is_named(key):
         jacobi_decode(model, jnp.array([1, 2], jnp.int32), 10, block_size=4)
     with pytest.raises(ValueError, match="integer tokens"):
         jacobi_decode(model, jnp.array([1.0, 2.0]), 8, block_size=4)
+    with pytest.raises(ValueError, match=r"draft returns logits of shape \(10, 5\)"):
+        draft = lambda tokens: jnp.ones((tokens.shape[0], 5))
+        jacobi_decode(model, jnp.array([1, 2], jnp.int32), 8, block_size=4, draft=draft)
     with pytest.raises(ValueError, match=r"expected \(5, 3\)"):
         speculative_jacobi_sample(lambda t: jnp.zeros((5, 4)), key, 5, 3)
 

@@ -91,6 +91,13 @@ def jacobi_decode(
         )
     start0 = prompt.shape[0]
     buffer0 = jnp.concatenate([prompt, jnp.zeros((num_tokens,), prompt.dtype)])
+    if draft is not None:
+        expected, drafted = jax.eval_shape(logits_fn, buffer0), jax.eval_shape(draft, buffer0)
+        if drafted.shape != expected.shape:
+            raise ValueError(
+                f"draft returns logits of shape {drafted.shape} for {buffer0.shape[0]} tokens, "
+                f"the model {expected.shape}: they must share the vocabulary"
+            )
 
     def decode_block(buffer, b):
         start = start0 + b * block_size
