@@ -6,7 +6,9 @@ from scratch here (see `parallel_apps.py`):
 1. a character GRU over 16 to 4096 steps, trained (contracting) and with its recurrent
    weights scaled up (chaotic): Jacobi, block Gauss-Seidel, sliding window, DEER and
    quasi-DEER against `lax.scan`;
-2. MADE sampling of binarised digits (16, 64 and 256 pixels) with shared noise;
+2. MADE sampling of binarised digits (16, 64 and 256 pixels) with shared noise, and
+   sampling a Gaussian MADE flow of digit intensities (16 and 64 pixels; continuous
+   outputs, so Newton's method applies: DEER for the autoregressive form);
 3. greedy Jacobi decoding of a character transformer trained on the standard
    library's docstrings, per block size;
 4. sampling that transformer: Jacobi with pre-drawn Gumbel noise (the sequential
@@ -62,6 +64,7 @@ SEQUENCE_METHODS = (
     "quasi_deer",
 )
 AR_METHODS = ("sequential", "jacobi", "block_gauss_seidel", "jacobi_window")
+FLOW_METHODS = (*AR_METHODS, "deer")
 CHAOTIC_GAIN = 8.0  # scale of the redrawn recurrent weights of the chaotic GRU
 CHAOTIC_NEWTON_CAP = 512  # Newton iterations allowed in the chaotic regime (each is costly)
 
@@ -197,36 +200,58 @@ def made_section(out, progress, task, samples=256):
         )
         nll = float(apps.made_nll(model, jnp.asarray(test)))
         noise = jax.random.uniform(jax.random.key(10 + side), (samples, size))
-        guess = jnp.zeros(size, jnp.int32)
-        reference = None
-        for method in AR_METHODS:
-            progress.update(task, description=f"MADE {size} pixels: {method}")
-            solve = jax.jit(
-                jax.vmap(
-                    lambda u, m=method, f=model.sampling_map, g=guess: solve_autoregressive(
-                        f, g, u, method=m
-                    )
-                )
-            )
-            sol, seconds = timed(solve, noise)
-            if reference is None:
-                reference, base = sol.states, seconds
-            its = np.asarray(sol.iterations)
-            rows.append(
-                {
-                    "pixels": size,
-                    "test_nll_nats": nll,
-                    "method": method,
-                    "mean_iterations": float(its.mean()),
-                    "max_iterations": int(its.max()),
-                    "mean_depth": float(np.asarray(sol.depth).mean()),
-                    "identical": float(np.mean(np.all(sol.states == reference, axis=1))),
-                    "all_converged": bool(np.all(sol.converged)),
-                    "seconds": seconds,
-                    "vs_sequential": seconds / base,
-                }
-            )
-            progress.advance(task)
+        for row in _sampling_rows(
+            model.sampling_map, jnp.zeros(size, jnp.int32), noise, AR_METHODS, progress, task
+        ):
+            rows.append({"pixels": size, "test_nll_nats": nll, **row})
+    return rows
+
+
+def flow_section(out, progress, task, samples=256):
+    rows = []
+    for side in (4, 8):
+        train, test = apps.dequantised_digits(side)
+        size = side * side
+        like = apps.GaussianMADE(size, 256, key=jax.random.key(5))
+        report = _training(progress, task, f"flow {size} pixels")
+        model = cached(
+            out, f"flow{size}", like, lambda t=train, r=report: apps.train_flow(t, progress=r)[0]
+        )
+        nll = float(-jnp.mean(jax.vmap(model.log_prob)(jnp.asarray(test))))
+        noise = jax.random.normal(jax.random.key(20 + side), (samples, size))
+        for row in _sampling_rows(
+            model.sampling_map, jnp.zeros(size), noise, FLOW_METHODS, progress, task
+        ):
+            rows.append({"pixels": size, "test_nll_nats": nll, **row})
+    return rows
+
+
+def _sampling_rows(sampling_map, guess, noise, methods, progress, task):
+    """One row per method: `solve_autoregressive` of every noise row, against the first."""
+    rows, reference = [], None
+    for method in methods:
+        progress.update(task, description=f"{guess.size} positions: {method}")
+        solve = jax.jit(
+            jax.vmap(lambda u, m=method: solve_autoregressive(sampling_map, guess, u, method=m))
+        )
+        sol, seconds = timed(solve, noise)
+        if reference is None:
+            reference, base = sol.states, seconds
+        its = np.asarray(sol.iterations)
+        rows.append(
+            {
+                "method": method,
+                "mean_iterations": float(its.mean()),
+                "max_iterations": int(its.max()),
+                "mean_depth": float(np.asarray(sol.depth).mean()),
+                "identical": float(np.mean(np.all(sol.states == reference, axis=1))),
+                "max_abs_error": float(jnp.max(jnp.abs(sol.states - reference))),
+                "all_converged": bool(np.all(sol.converged)),
+                "seconds": seconds,
+                "vs_sequential": seconds / base,
+            }
+        )
+        progress.advance(task)
     return rows
 
 
@@ -494,6 +519,34 @@ def report(console, results):
                 f"sequential steps, ratio {r['mean_iterations'] / pixels:.3f} "
                 f"(Song et al. 2021, MADE on MNIST: 31 / 784 = {song:.3f})"
             )
+    if "flow" in results:
+        console.print(
+            _table(
+                "Sampling a Gaussian MADE flow of digit intensities, 256 samples with shared noise",
+                [
+                    "pixels",
+                    "test NLL",
+                    "method",
+                    "mean it.",
+                    "max it.",
+                    "max |err|",
+                    "ms",
+                    "x sequential",
+                ],
+                results["flow"],
+                [
+                    "pixels",
+                    "test_nll_nats",
+                    "method",
+                    "mean_iterations",
+                    "max_iterations",
+                    "max_abs_error",
+                    "seconds",
+                    "vs_sequential",
+                ],
+                [str, _f(2), str, _f(2), str, _e, _ms, _f(2)],
+            )
+        )
     if "decoding" in results:
         rows = [r for r in results["decoding"] if "block" in r]
         console.print(
@@ -581,7 +634,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/parallel"))
     parser.add_argument("--force", action="store_true", help="recompute finished sections")
     parser.add_argument(
-        "--sections", nargs="*", default=["gru", "made", "decoding", "sampling", "cllm"]
+        "--sections", nargs="*", default=["gru", "made", "flow", "decoding", "sampling", "cllm"]
     )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -591,6 +644,7 @@ def main(argv=None) -> int:
     steps = {
         "gru": 2 * len(GRU_LENGTHS) * len(SEQUENCE_METHODS),
         "made": 12,
+        "flow": 2 * len(FLOW_METHODS),
         "decoding": 5,
         "sampling": 9,
         "cllm": 3,
@@ -598,6 +652,7 @@ def main(argv=None) -> int:
     computes = {
         "gru": lambda p, t: gru_section(args.out, text, p, t),
         "made": lambda p, t: made_section(args.out, p, t),
+        "flow": lambda p, t: flow_section(args.out, p, t),
         "decoding": lambda p, t: decoding_section(args.out, text, p, t),
         "sampling": lambda p, t: sampling_section(args.out, text, p, t),
         "cllm": lambda p, t: cllm_section(args.out, text, p, t),

@@ -77,6 +77,63 @@ def windows(tokens: np.ndarray, rng: np.random.Generator, batch: int, length: in
     return np.stack([tokens[s : s + length] for s in starts])
 
 
+class GaussianMADE(eqx.Module):
+    """A masked autoregressive flow of one layer (Papamakarios, Pavlakou & Murray, 2017):
+    x_d = mu_d(x_{<d}) + exp(alpha_d(x_{<d})) u_d with u ~ N(0, I), mu and alpha read
+    from two MADEs. Sampling is sequential in d, a continuous autoregressive map."""
+
+    mean: MADE
+    log_scale: MADE
+
+    def __init__(self, num_inputs: int, hidden: int, *, key):
+        k_mean, k_scale = jax.random.split(key)
+        self.mean = MADE(num_inputs, hidden, key=k_mean)
+        self.log_scale = MADE(num_inputs, hidden, key=k_scale)
+
+    def _alpha(self, x):
+        return 3.0 * jnp.tanh(self.log_scale.logits(x) / 3.0)  # |alpha| < 3
+
+    def log_prob(self, x):
+        alpha = self._alpha(x)
+        u = (x - self.mean.logits(x)) * jnp.exp(-alpha)
+        return jnp.sum(jax.scipy.stats.norm.logpdf(u) - alpha)
+
+    def sampling_map(self, x, u):
+        """x -> mu(x) + exp(alpha(x)) u: causal, its fixed point is the sample of `u`."""
+        return self.mean.logits(x) + jnp.exp(self._alpha(x)) * u
+
+
+def dequantised_digits(side: int) -> tuple[np.ndarray, np.ndarray]:
+    """The digits at `side` x `side` pixels (4 or 8) as float32 intensities in [0, 1]
+    plus uniform noise of one grey level (1/16), train and test."""
+    data = load_digits()
+    rng = np.random.default_rng(4)
+
+    def resize(x):
+        images = x.reshape(-1, 8, 8)
+        if side == 4:
+            images = images.reshape(-1, 4, 2, 4, 2).mean(axis=(2, 4))
+        elif side != 8:
+            raise ValueError(f"side must be 4 or 8, received {side}")
+        flat = images.reshape(len(x), -1)
+        return (flat + rng.uniform(0, 1 / 16, flat.shape)).astype(np.float32)
+
+    return resize(data.x_train), resize(data.x_test)
+
+
+def train_flow(x: np.ndarray, *, hidden=256, steps=1500, progress=None):
+    model = GaussianMADE(x.shape[1], hidden, key=jax.random.key(5))
+    rng = np.random.default_rng(5)
+    return fit(
+        model,
+        lambda m, b: -jnp.mean(jax.vmap(m.log_prob)(b)),
+        lambda i: x[rng.integers(0, len(x), 100)],
+        steps,
+        3e-3,
+        progress,
+    )
+
+
 def fit(model, loss_fn: Callable, sample: Callable, steps: int, lr: float, progress=None):
     """AdamW with warm-up and cosine decay, gradients clipped at norm 1.
 
