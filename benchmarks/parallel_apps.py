@@ -289,19 +289,24 @@ def consistency_finetune(
     model,
     trajectories: list[Trajectories],
     *,
-    steps=400,
-    lr=3e-4,
+    steps=800,
+    lr=3e-3,
     batch=16,
     states_per_example=4,
-    ar_weight=4.0,
+    ar_weight=0.0,
     progress=None,
 ):
     """Minimise `jacscope.parallel.consistency_loss` over recorded Jacobi trajectories.
 
     Each step draws `batch` examples per block position and `states_per_example` of each
     example's iterates; the cross-entropy of the fixed point predicted from the fixed
-    point itself (the autoregressive term that holds the greedy output in place) is
-    added with weight `ar_weight`.
+    point itself (the autoregressive term of CLLMs, which holds a model's own greedy
+    output in place) is added with weight `ar_weight`. The default trains a draft for
+    `jacobi_decode(original, ..., draft=tuned)`, whose output is the original's greedy
+    output whatever the draft does, so the consistency loss alone; with 400 steps at
+    learning rate 3e-4 and `ar_weight=4` the tuned model decoding alone kept more of
+    the original's outputs and cut fewer iterations (14.29 -> 12.73 per 16-character
+    block on training prompts; 13.05 as a draft, against 8.99 with these defaults).
     """
     rng = np.random.default_rng(3)
 
