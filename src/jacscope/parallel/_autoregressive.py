@@ -17,6 +17,7 @@ from jacscope.parallel._iterate import (
     hoist,
     normalise,
     unchanged_positions,
+    value_and_jacobian,
     window_advance,
 )
 from jacscope.parallel._options import Options, make_options
@@ -206,7 +207,7 @@ def _newton(opts: Options, causal, guess, loop):
         return ravel_pytree(causal(unravel(x)))[0]
 
     def update(x, aux):
-        jac, value = jax.jacfwd(lambda z: (flat_causal(z),) * 2, has_aux=True)(x)
+        value, jac = value_and_jacobian(flat_causal, x)
 
         def double(carry, _):
             delta, power = carry

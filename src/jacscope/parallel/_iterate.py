@@ -126,6 +126,12 @@ def fixed_point_loop(
     return buf, aux, k, done | (k >= cap), iterates
 
 
+def value_and_jacobian(fn: Callable, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`(fn(x), d fn / d x)` for a vector `x`, from one forward-mode pass (`jax.jacfwd`)."""
+    jac, value = jax.jacfwd(lambda z: (fn(z),) * 2, has_aux=True)(x)
+    return value, jac
+
+
 def normalise(tree: Any) -> tuple[Any, jax.Array]:
     """`(tree / c, c)` with c the largest absolute value in `tree` (at least the smallest
     positive float): a linear problem in `tree` is solved at unit scale, where an

@@ -16,6 +16,7 @@ from jacscope.parallel._iterate import (
     hoist,
     normalise,
     unchanged_positions,
+    value_and_jacobian,
     window_advance,
 )
 from jacscope.parallel._linear_recurrence import linear_recurrence
@@ -263,12 +264,12 @@ def _newton(opts: Options, step, init, inputs, guess, loop):
     def flat_step(s, x):
         return ravel_pytree(step(unravel(s), x))[0]
 
-    def value_and_jacobian(s, x):
-        jac, value = jax.jacfwd(lambda z: (flat_step(z, x),) * 2, has_aux=True)(s)
+    def linearise(s, x):
+        value, jac = value_and_jacobian(lambda z: flat_step(z, x), s)
         return (jnp.diagonal(jac) if quasi else jac), value
 
     def update(buf, aux):
-        jac, value = jax.vmap(value_and_jacobian)(shift_right(buf, flat_init), inputs)
+        jac, value = jax.vmap(linearise)(shift_right(buf, flat_init), inputs)
         delta = linear_recurrence(jac, value - buf)
         before = jnp.concatenate([jnp.zeros_like(delta[:1]), delta[:-1]])
         correction = jac * before if quasi else jnp.einsum("tij,tj->ti", jac, before)
