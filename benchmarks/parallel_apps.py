@@ -104,21 +104,11 @@ class GaussianMADE(eqx.Module):
 
 
 def dequantised_digits(side: int) -> tuple[np.ndarray, np.ndarray]:
-    """The digits at `side` x `side` pixels (4 or 8) as float32 intensities in [0, 1]
-    plus uniform noise of one grey level (1/16), train and test."""
-    data = load_digits()
+    """`resized_digits` plus uniform noise of one grey level (1/16), as float32."""
     rng = np.random.default_rng(4)
-
-    def resize(x):
-        images = x.reshape(-1, 8, 8)
-        if side == 4:
-            images = images.reshape(-1, 4, 2, 4, 2).mean(axis=(2, 4))
-        elif side != 8:
-            raise ValueError(f"side must be 4 or 8, received {side}")
-        flat = images.reshape(len(x), -1)
-        return (flat + rng.uniform(0, 1 / 16, flat.shape)).astype(np.float32)
-
-    return resize(data.x_train), resize(data.x_test)
+    return tuple(
+        (x + rng.uniform(0, 1 / 16, x.shape)).astype(np.float32) for x in resized_digits(side)
+    )
 
 
 def train_flow(x: np.ndarray, *, hidden=256, steps=1500, progress=None):
@@ -204,9 +194,9 @@ def train_gru(text: Text, *, steps=600, hidden=32, features=16, progress=None):
     )
 
 
-def binarised_digits(side: int) -> tuple[np.ndarray, np.ndarray]:
+def resized_digits(side: int) -> tuple[np.ndarray, np.ndarray]:
     """The digits at `side` x `side` pixels (4: 2x2 means, 8: as is, 16: each pixel
-    repeated 2x2), thresholded at 0.5; int32 arrays (N, side**2) for train and test."""
+    repeated 2x2), intensities in [0, 1]; arrays (N, side**2) for train and test."""
     data = load_digits()
 
     def resize(x):
@@ -217,9 +207,14 @@ def binarised_digits(side: int) -> tuple[np.ndarray, np.ndarray]:
             images = images.repeat(2, axis=1).repeat(2, axis=2)
         elif side != 8:
             raise ValueError(f"side must be 4, 8 or 16, received {side}")
-        return (images.reshape(len(x), -1) > 0.5).astype(np.int32)
+        return images.reshape(len(x), -1)
 
     return resize(data.x_train), resize(data.x_test)
+
+
+def binarised_digits(side: int) -> tuple[np.ndarray, np.ndarray]:
+    """`resized_digits` thresholded at 0.5, as int32."""
+    return tuple((x > 0.5).astype(np.int32) for x in resized_digits(side))
 
 
 def made_nll(model: MADE, x) -> jax.Array:
