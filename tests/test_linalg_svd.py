@@ -24,7 +24,41 @@ def _problem(name):
 
 
 def _recomputed_residuals(matrix, U, S, Vt):
-    return np.linalg.norm(matrix @ np.asarray(Vt).T - np.asarray(U) * np.asarray(S), axis=0)
+    U, S, V = np.asarray(U), np.asarray(S), np.asarray(Vt).T
+    forward = np.linalg.norm(matrix @ V - U * S, axis=0)
+    backward = np.linalg.norm(matrix.T @ U - V * S, axis=0)
+    return np.hypot(forward, backward)
+
+
+@pytest.mark.parametrize(
+    "shape, ks",
+    [
+        ((6, 5), range(1, 6)),
+        ((5, 6), range(1, 6)),
+        ((7, 7), range(1, 8)),
+        ((30, 20), (1, 5, 19, 20)),
+        ((20, 30), (1, 20)),
+    ],
+)
+@pytest.mark.parametrize("method", ["lanczos", "randomized"])
+def test_every_k_is_exact_once_the_space_is_complete(shape, ks, method):
+    """At full Krylov depth (Lanczos' default on these shapes) or with a sketch as wide
+    as min(m, n), the projection holds the whole space: every k from 1 to min(m, n)
+    gives the singular values to rounding, tall, wide and square alike."""
+    limit = min(shape)
+    for seed in range(3):
+        matrix = np.random.default_rng(seed).standard_normal(shape)
+        exact = np.linalg.svd(matrix, compute_uv=False)
+        op = dense_operator(matrix)
+        for k in ks:
+            options = {"oversampling": limit} if method == "randomized" else {}
+            U, S, Vt, info = linalg.svd_topk(
+                op, k, key=jax.random.key(seed), method=method, **options
+            )
+            np.testing.assert_allclose(np.asarray(S), exact[:k], rtol=1e-10, err_msg=f"k={k}")
+            recomputed = _recomputed_residuals(matrix, U, S, Vt)
+            np.testing.assert_allclose(np.asarray(info.residuals), recomputed, atol=1e-10)
+            assert np.all(recomputed <= 1e-10 * exact[0])
 
 
 @pytest.mark.parametrize("name", SPECTRA)

@@ -19,8 +19,9 @@ class DecompositionInfo(NamedTuple):
 
     **Fields:**
 
-    - `residuals`: `(k,)` residual norms, `||A v_i - s_i u_i||` for singular triplets
-      and `||A x_i - l_i x_i||` for eigenpairs.
+    - `residuals`: `(k,)` residual norms: for singular triplets
+      `(||A v_i - s_i u_i||^2 + ||A^T u_i - s_i v_i||^2)^(1/2)` (one of the two terms
+      is zero to rounding by construction), for eigenpairs `||A x_i - l_i x_i||`.
     - `num_matvecs`: products with the operator spent (`mv` and `rmv` together).
     """
 
@@ -44,7 +45,8 @@ def _dtype(op: AbstractLinearOperator):
 
 
 def _residuals(op, left, values, right, chunk_size):
-    """`||A v_i - s_i u_i||` from k explicit products (truthful to rounding)."""
+    """`||A v_i - s_i u_i||` from k explicit products (truthful to rounding); the other
+    relation, `A^T u_i = s_i v_i`, holds to rounding by construction."""
     return jnp.linalg.norm(op.mm(right, chunk_size) - left * values, axis=0)
 
 
@@ -74,8 +76,22 @@ def _ritz_residuals(bidiag, qt, k):
     return jnp.abs(bidiag.beta_last * qt[:k, bidiag.num_steps - 1])
 
 
-@eqx.filter_jit
 def _svd_lanczos(op, k, depth, key, explicit, tol):
+    """Golub-Kahan-Lanczos started in the smaller of the two spaces.
+
+    Started in R^m, the left basis spans R^m after m steps, and then
+    `A^T U^T = V^T B^T` makes the singular values of `B` exactly those of `A`. Started
+    in the larger space, a full-depth run would still carry the coupling
+    `beta_last u_{j+1}` and `B` would miss them, so a tall operator is transposed.
+    """
+    if op.shape[0] <= op.shape[1]:
+        return _svd_lanczos_wide(op, k, depth, key, explicit, tol)
+    left, values, right_t, info = _svd_lanczos_wide(op.T, k, depth, key, explicit, tol)
+    return right_t.T, values, left.T, info
+
+
+@eqx.filter_jit
+def _svd_lanczos_wide(op, k, depth, key, explicit, tol):
     m, n = op.shape
     key_start, key_restart = jax.random.split(key)
     u0 = jax.random.normal(key_start, (m,), _dtype(op))
@@ -113,11 +129,14 @@ def svd_topk(
 
     Returns `(U, S, Vt, info)` with `U` `(m, k)`, `S` `(k,)` descending, `Vt` `(k, n)`,
     so that `A ~ U diag(S) Vt` on the top-k subspace, and `info` a
-    `DecompositionInfo` whose `residuals[i] = ||A v_i - S_i u_i||`.
+    `DecompositionInfo` whose `residuals[i]` is the norm of `[A v_i - S_i u_i;
+    A^T u_i - S_i v_i]`.
 
     Both methods are Rayleigh-Ritz projections: `S` are the singular values of
     `Q^T A P` for orthonormal `Q`, `P`, hence `S_i <= sigma_i(A)` (interlacing), and
-    `A^T u_i = S_i v_i` holds to rounding by construction. So `[u_i; v_i] / sqrt(2)` is
+    one of `A^T u_i = S_i v_i`, `A v_i = S_i u_i` holds to rounding by construction
+    (the first for the randomized method and for Lanczos on a wide operator, the second
+    for Lanczos on a tall one, which runs on `A^T`). So `[u_i; v_i] / sqrt(2)` is
     an approximate eigenvector of `[[0, A], [A^T, 0]]` with residual
     `residuals[i] / sqrt(2)`: some singular value of `A` lies within
     `residuals[i] / sqrt(2)` of `S_i` (and within `residuals[i]^2 / (2 gap)` when the
@@ -134,8 +153,12 @@ def svd_topk(
     - `"lanczos"`: Golub-Kahan-Lanczos bidiagonalisation (Golub & Kahan 1965) of
       `depth` steps with full reorthogonalisation, restarted from a fresh random
       vector orthogonal to the basis on breakdown, so repeated singular values are
-      found with their multiplicity. Costs `2 depth + k` products. Accurate to
-      working precision once `depth` is large enough; check `residuals`.
+      found with their multiplicity, started in the smaller of R^m and R^n. Costs
+      `2 depth + k` products. At `depth = min(m, n)` the Krylov space is the whole
+      space and every `k` is exact to rounding. Below it the accuracy depends on the
+      spectrum: on a 200 x 100 Gaussian matrix at k = 10 the default depth (50) gives
+      a relative error of 5e-7 for the median start and 8e-4 for the worst of 20;
+      check `residuals`, raise `depth` or pass `tol`.
 
     By default (`residuals="explicit"`) the residuals come from `k` explicit
     products `A v_i`, so they include the rounding error of the products. With

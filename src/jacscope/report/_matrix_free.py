@@ -123,7 +123,8 @@ def matrix_free_report_sections(report: Mapping[str, Any]) -> list[Section]:
             "Top singular values",
             "Computed from products with J = d theta_T / d theta_0 only: the k largest "
             "singular values of J (the chaotic end) and of J - I (the directions training "
-            "changes most), each with its relative residual ||A v_i - s_i u_i|| / s_i.",
+            "changes most), each with its relative residual "
+            "||(A v_i - s_i u_i, A^T u_i - s_i v_i)|| / s_i.",
             [figure_png(top_singular_values_figure(top_j, top_j_minus_i))],
             [
                 Table(

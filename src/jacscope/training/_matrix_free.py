@@ -56,7 +56,7 @@ class SingularTriplets(NamedTuple):
     **Fields:**
 
     - `values`: s_1 >= ... >= s_k.
-    - `residuals`: `||A v_i - s_i u_i||` (`jacscope.linalg.svd_topk`); some singular
+    - `residuals`: of the pair (`jacscope.linalg.svd_topk`); some singular
       value of A lies within `residuals[i] / sqrt(2)` of `values[i]`.
     - `relative_residuals`: `residuals[i] / values[i]`.
     - `method`: the `svd_topk` method.
