@@ -42,6 +42,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from jacscope.report import region_rows
 from jacscope.training import (
     TrainingConfig,
     TrainingRun,
@@ -275,28 +276,21 @@ def _analysis_table(report: dict, limit_minutes: float | None) -> Table:
             f"{report['residuals']} residuals",
         )
     regions = result["regions"]
-    for i, tau in enumerate(regions["taus"]):
+    for row in region_rows(regions):
+        tau, *cells, fraction = row
         table.add_row(
-            f"regions, tau = {tau:g} (estimated)",
+            f"regions, tau = {tau:g} (estimated, 95%)",
             "; ".join(
-                f"{name} {regions[name][i]:,.0f} +- {regions[name + '_stderr'][i]:,.0f} "
-                f"[{regions[name + '_range'][i][0]:,.0f}, {regions[name + '_range'][i][1]:,.0f}]"
-                for name in ("chaotic", "bulk", "stable")
+                f"{name} {cell}"
+                for name, cell in zip(("chaotic", "bulk", "stable"), cells, strict=True)
             ),
         )
-    table.add_row(
-        "bulk fraction (estimated)",
-        ", ".join(
-            f"{f:.4f} +- {e:.4f} in [{r[0]:.3f}, {r[1]:.3f}] (tau {t:g})"
-            for f, e, r, t in zip(
-                regions["bulk_fraction"],
-                regions["bulk_fraction_stderr"],
-                regions["bulk_fraction_range"],
-                regions["taus"],
-                strict=True,
-            )
-        ),
-    )
+        table.add_row(f"bulk fraction, tau = {tau:g}", fraction)
+    for tau, products in zip(regions["taus"], regions["chebyshev_products"], strict=True):
+        table.add_row(
+            f"products to resolve tau = {tau:g}",
+            f"{products:,} (Chebyshev count, values within tau/4 of 1 +- tau left over)",
+        )
     density = result["density"]
     table.add_row(
         "density of singular values",

@@ -3,11 +3,18 @@
 Top-k singular values and eigenpairs with residuals (`svd_topk`, `eigh_topk`,
 `spectral_norm`), stochastic trace, diagonal and Frobenius-norm estimators
 (`trace`, `diagonal`, `frobenius_sq`), spectral densities by stochastic Lanczos
-quadrature (`spectral_density`, `fraction_in`) and log-determinants (`logdet`).
+quadrature (`spectral_density`, `fraction_in`), counts in an interval with intervals
+that hold the truth (`count_in` from quadrature, `chebyshev_count` by a damped
+Chebyshev filter) and log-determinants (`logdet`).
 Every function takes an explicit `jax.random` key, gives identical results for
 identical keys and works under `jax.jit`.
 """
 
+from jacscope.linalg._counts import IntervalCount as IntervalCount
+from jacscope.linalg._counts import chebyshev_count as chebyshev_count
+from jacscope.linalg._counts import chebyshev_degree as chebyshev_degree
+from jacscope.linalg._counts import chebyshev_resolution as chebyshev_resolution
+from jacscope.linalg._counts import count_in as count_in
 from jacscope.linalg._density import SpectralDensity as SpectralDensity
 from jacscope.linalg._density import fraction_in as fraction_in
 from jacscope.linalg._density import spectral_density as spectral_density

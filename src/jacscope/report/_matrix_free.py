@@ -49,10 +49,13 @@ def density_figure(density: Mapping[str, Any], taus) -> Figure:
     left.set_title(f"smoothed density (bandwidth {density['bandwidth']:.3g})")
     edges = np.asarray(density["edges"])
     counts = np.asarray(density["counts"])
-    errors = np.asarray(density["counts_stderr"])
+    ranges = np.asarray(density["counts_range"])
+    errors = np.stack([counts - ranges[:, 0], ranges[:, 1] - counts])
     centres = np.sqrt(edges[1:] * np.maximum(edges[:-1], edges[1] / 2))
     right.bar(edges[1:-1], counts[1:], width=np.diff(edges[1:]), align="edge", alpha=0.6)
-    right.errorbar(centres[1:], counts[1:], yerr=errors[1:], fmt="none", ecolor="black", lw=0.8)
+    right.errorbar(
+        centres[1:], counts[1:], yerr=errors[:, 1:], fmt="none", ecolor="black", lw=0.8
+    )
     right.set_xscale("log")
     right.set_yscale("symlog", linthresh=1.0)
     right.set_ylim(0, 3 * max(float(counts.max()), 1.0))
@@ -70,17 +73,28 @@ def density_figure(density: Mapping[str, Any], taus) -> Figure:
 
 def region_rows(regions: Mapping[str, Any]) -> list[list[Any]]:
     """Rows of the estimated counts: tau, then per region "value ± stderr in [low, high]"
-    (the range also bounds the quadrature error), then the bulk fraction ± stderr."""
+    (the 95% range also bounds the quadrature error) where the count is resolved and
+    "unresolved at this budget" with its range otherwise, then the bulk fraction."""
     rows = []
     for j, tau in enumerate(regions["taus"]):
         row: list[Any] = [tau]
         for name in ("chaotic", "bulk", "stable"):
             low, high = regions[f"{name}_range"][j]
+            if regions[f"{name}_resolved"][j]:
+                row.append(
+                    f"{regions[name][j]:,.0f} ± {regions[f'{name}_stderr'][j]:,.0f} "
+                    f"in [{low:,.0f}, {high:,.0f}]"
+                )
+            else:
+                row.append(f"unresolved at this budget: in [{low:,.0f}, {high:,.0f}]")
+        low, high = regions["bulk_fraction_range"][j]
+        if regions["bulk_resolved"][j]:
+            row.append(f"{regions['bulk_fraction'][j]:.4f} in [{low:.4f}, {high:.4f}]")
+        else:
             row.append(
-                f"{regions[name][j]:,.0f} ± {regions[f'{name}_stderr'][j]:,.0f} "
-                f"in [{low:,.0f}, {high:,.0f}]"
+                f"unresolved: in [{low:.3f}, {high:.3f}]; ~{regions['chebyshev_products'][j]:,} "
+                "products would resolve it"
             )
-        row.append(f"{regions['bulk_fraction'][j]:.4f} ± {regions['bulk_fraction_stderr'][j]:.4f}")
         rows.append(row)
     return rows
 
@@ -138,12 +152,15 @@ def matrix_free_report_sections(report: Mapping[str, Any]) -> list[Section]:
             "Spectrum (estimated)",
             "Stochastic Lanczos quadrature: every number in this section is an estimate. "
             "Counts are P times the mean over probes of each probe's quadrature mass in the "
-            "region, ± its standard error over probes; the range also bounds the "
-            "quadrature error (Chebyshev-Markov-Stieltjes, 3 standard errors).",
+            "region, ± its standard error over probes; the range is a 95% interval that "
+            "also bounds the quadrature error (per-probe Chebyshev-Markov-Stieltjes bounds, "
+            "widened by Student-t quantiles of their spread). A count whose range is wider "
+            "than ± the resolution is shown as unresolved at this budget, with its range "
+            "and the products a Chebyshev count would need.",
             [figure_png(density_figure(density, regions["taus"]))],
             [
                 Table(
-                    f"estimated region counts, value ± standard error in [range] "
+                    f"estimated region counts, value ± standard error in [95% range] "
                     f"(P = {regions['num_directions']:,}, {regions['num_probes']} probes)",
                     REGION_HEADERS,
                     region_rows(regions),

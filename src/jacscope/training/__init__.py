@@ -28,6 +28,7 @@ from jacscope.training._analysis_spectrum import DEFAULT_TAUS as DEFAULT_TAUS
 from jacscope.training._analysis_spectrum import RegionCounts as RegionCounts
 from jacscope.training._analysis_spectrum import bulk_order as bulk_order
 from jacscope.training._analysis_spectrum import region_counts as region_counts
+from jacscope.training._analysis_spectrum import region_intervals as region_intervals
 from jacscope.training._analysis_spectrum import region_masks as region_masks
 from jacscope.training._analysis_spectrum import region_summary as region_summary
 from jacscope.training._jacobian import training_jacobian as training_jacobian

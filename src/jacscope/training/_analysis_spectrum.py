@@ -4,7 +4,11 @@ Belrose & Scherlis (arXiv 2412.07003) find that the singular values s_i of
 J = d theta_T / d theta_0 fall into a chaotic region (s_i > 1), a large bulk of
 values extremely close to one, and a stable region (s_i < 1). With a tolerance tau:
 
-    chaotic: s_i > 1 + tau,    bulk: |s_i - 1| <= tau,    stable: s_i < 1 - tau.
+    chaotic: s_i > 1 + tau,    bulk: 1 - tau <= s_i <= 1 + tau,    stable: s_i < 1 - tau,
+
+with 1 - tau and 1 + tau rounded once, in float64 (`region_intervals`), so that a
+value exactly at an edge belongs to exactly one region, in the exact and the
+matrix-free paths alike.
 """
 
 from __future__ import annotations
@@ -32,6 +36,22 @@ def _check_tau(tau: float) -> float:
     return float(tau)
 
 
+def region_intervals(tau: float) -> dict[str, tuple[float, float]]:
+    """The closed intervals of the three regions at tolerance `tau`, a partition of R.
+
+    **Returns:** `{"chaotic": (next float above 1 + tau, inf), "bulk": (1 - tau, 1 + tau),
+    "stable": (-inf, next float below 1 - tau)}`, the edges computed once in float64.
+    Every count of a region, exact or estimated, uses these intervals.
+    """
+    tau = _check_tau(tau)
+    lo, hi = 1.0 - tau, 1.0 + tau
+    return {
+        "chaotic": (float(np.nextafter(hi, np.inf)), np.inf),
+        "bulk": (lo, hi),
+        "stable": (-np.inf, float(np.nextafter(lo, -np.inf))),
+    }
+
+
 def region_masks(singular_values, tau: float) -> dict[str, np.ndarray]:
     """Boolean masks of the chaotic, bulk and stable directions at tolerance `tau`.
 
@@ -40,12 +60,11 @@ def region_masks(singular_values, tau: float) -> dict[str, np.ndarray]:
     - `singular_values`: `(n,)` singular values s_i.
     - `tau`: half-width of the bulk around one.
 
-    **Returns:** `{"chaotic": s > 1 + tau, "bulk": |s - 1| <= tau, "stable": s < 1 - tau}`,
-    a partition of the n directions.
+    **Returns:** `{name: lo <= s <= hi}` over `region_intervals(tau)`, a partition of
+    the n directions.
     """
     s = _singular_values(singular_values)
-    tau = _check_tau(tau)
-    return {"chaotic": s > 1 + tau, "bulk": np.abs(s - 1) <= tau, "stable": s < 1 - tau}
+    return {name: (s >= lo) & (s <= hi) for name, (lo, hi) in region_intervals(tau).items()}
 
 
 def bulk_order(singular_values) -> np.ndarray:
@@ -65,8 +84,8 @@ class RegionCounts(NamedTuple):
     **Fields:**
 
     - `taus`: the tolerances.
-    - `chaotic`, `bulk`, `stable`: the number of singular values s > 1 + tau,
-      |s - 1| <= tau and s < 1 - tau for each tau.
+    - `chaotic`, `bulk`, `stable`: the number of singular values in each of
+      `region_intervals(tau)` for each tau.
     - `num_directions`: n, the length of the spectrum.
     - `largest`, `smallest`: s_max and s_min.
     """

@@ -36,7 +36,7 @@ from jacscope._io import atomic_path, read_json, write_json_atomic
 from jacscope._memory import peak_memory_mib
 from jacscope.linalg._svd import default_depth as linalg_default_depth
 from jacscope.operators import identity
-from jacscope.training._analysis_spectrum import DEFAULT_TAUS, REGIONS
+from jacscope.training._analysis_spectrum import DEFAULT_TAUS, REGIONS, region_intervals
 from jacscope.training._operator import training_jacobian_operator
 from jacscope.training._run import TrainingRun
 from jacscope.training._store import hash_json, hash_tree
@@ -87,6 +87,9 @@ class SingularValueDensity(NamedTuple):
       first at 0).
     - `counts`: estimated number of singular values per bin (they sum to P).
     - `counts_stderr`: standard errors of `counts` over the probes.
+    - `counts_range`: per bin, the 95% interval of `jacscope.linalg.count_in`, which
+      also holds the quadrature error (a bin's exact count can differ from a
+      point estimate whose standard error is 0).
     - `num_probes`, `depth`: probes and Lanczos steps per probe.
     """
 
@@ -96,6 +99,7 @@ class SingularValueDensity(NamedTuple):
     edges: list[float]
     counts: list[float]
     counts_stderr: list[float]
+    counts_range: list[list[float]]
     num_probes: int
     depth: int
 
@@ -103,31 +107,38 @@ class SingularValueDensity(NamedTuple):
 class RegionEstimates(NamedTuple):
     """Estimated counts of the chaotic, bulk and stable singular values of J.
 
-    Per tolerance tau (as `jacscope.training.region_counts`: chaotic s > 1 + tau,
-    bulk |s - 1| <= tau, stable s < 1 - tau). Each probe p carries a Gauss rule
-    (nodes s_pj, weights w_pj summing to P) of a random measure whose mean is the
-    spectrum, so:
+    Per tolerance tau, over the intervals of `jacscope.training.region_intervals`
+    (chaotic s > 1 + tau, bulk 1 - tau <= s <= 1 + tau, stable s < 1 - tau), each
+    count is a `jacscope.linalg.count_in` of the probes' Gauss rules:
 
-    - the value is P times `jacscope.linalg.fraction_in` of the region, the mean over
-      probes of sum_j w_pj 1[s_pj in region], and the standard error is its spread
-      over probes / sqrt(num_probes). This is the probe error only.
-    - the quadrature error is bounded per probe by the Chebyshev-Markov-Stieltjes
-      inequalities: the probe's mass in [a, b] lies between the weight of the nodes
-      strictly inside once the innermost node at each end is dropped, and the weight
-      of the nodes inside together with the nearest node outside each end. The
-      `*_range` fields are [mean lower bound - 3 stderr, mean upper bound + 3
-      stderr], clipped to [0, P]: an interval for the exact count that holds both
-      errors (3 standard errors of the probe mean). It is wide when the depth does
-      not resolve the spectrum near 1 +- tau, and shrinks to value +- 3 stderr when
-      the Lanczos depth reaches the number of distinct singular values.
+    - the value is the SLQ point estimate and the standard error its spread over
+      probes / sqrt(num_probes): the probe error only.
+    - `*_range` is the 95% interval that also holds the quadrature error: the
+      probe means of the per-probe Chebyshev-Markov-Stieltjes bounds, widened by
+      Student-t quantiles of their spreads. It is wide when the Lanczos depth does not
+      resolve the spectrum near 1 +- tau, and shrinks towards the probe error once the
+      depth reaches the number of distinct singular values.
+    - `*_resolved` says whether that interval is within +- `resolution` P; an
+      unresolved count is reported as such, with its interval, never as a number.
+    - `chebyshev_products`: per tau, the products with J a `jacscope.linalg.
+      chebyshev_count` of the bulk would need (its degree from `chebyshev_degree`,
+      `num_probes` probes, two products per degree) so that only values within
+      tau / 4 of the edges 1 +- tau are left unresolved: what a budget for that tau
+      must at least hold.
 
     **Fields:**
 
     - `taus`: the tolerances.
     - `chaotic`, `bulk`, `stable`: estimated counts per tau.
-    - `chaotic_stderr`, `bulk_stderr`, `stable_stderr`: their standard errors.
+    - `chaotic_stderr`, `bulk_stderr`, `stable_stderr`: their probe standard errors.
     - `chaotic_range`, `bulk_range`, `stable_range`: `[low, high]` per tau.
+    - `chaotic_resolved`, `bulk_resolved`, `stable_resolved`: booleans per tau.
     - `bulk_fraction`, `bulk_fraction_stderr`, `bulk_fraction_range`: the bulk / P.
+    - `resolution`: the half-width, a fraction of P, within which a count is resolved.
+    - `confidence`: the nominal coverage of the ranges.
+    - `chebyshev_products`: see above.
+    - `verdicts`: per tau, `{region: text}`: `"resolved"`, or `"unresolved at this
+      budget: in [low, high]; ..."` naming the products that would resolve it.
     - `num_directions`: P.
     - `num_probes`: probes averaged.
     """
@@ -136,15 +147,22 @@ class RegionEstimates(NamedTuple):
     chaotic: list[float]
     chaotic_stderr: list[float]
     chaotic_range: list[list[float]]
+    chaotic_resolved: list[bool]
     bulk: list[float]
     bulk_stderr: list[float]
     bulk_range: list[list[float]]
+    bulk_resolved: list[bool]
     stable: list[float]
     stable_stderr: list[float]
     stable_range: list[list[float]]
+    stable_resolved: list[bool]
     bulk_fraction: list[float]
     bulk_fraction_stderr: list[float]
     bulk_fraction_range: list[list[float]]
+    resolution: float
+    confidence: float
+    chebyshev_products: list[int]
+    verdicts: list[dict[str, str]]
     num_directions: int
     num_probes: int
 
@@ -312,6 +330,7 @@ def matrix_free_analysis(
     num_points: int = 512,
     bandwidth: float | None = None,
     taus: Sequence[float] = DEFAULT_TAUS,
+    resolution: float = 0.02,
     checkpoint_every: int | Literal["sqrt"] | None = "sqrt",
     out: str | Path | None = None,
     force: bool = False,
@@ -357,7 +376,9 @@ def matrix_free_analysis(
     - `num_bins`: bins of the histogram.
     - `num_points`, `bandwidth`: grid size and kernel width of the smoothed density
       (default width: 0.5% of the largest singular value).
-    - `taus`: tolerances of the bulk |s - 1| <= tau.
+    - `taus`: tolerances of the bulk 1 - tau <= s <= 1 + tau.
+    - `resolution`: a region count is resolved when its interval lies within
+      +- `resolution` P (`RegionEstimates`); otherwise it is reported unresolved.
     - `checkpoint_every`: of `training_jacobian_operator` (memory/compute of `rmv`).
     - `out`: a folder; finished stages and probe batches are saved in
       `out/matrix_free/` and reused by a later call with the same arguments.
@@ -399,6 +420,11 @@ def matrix_free_analysis(
             f"with {method!r}"
         )
     taus = [float(t) for t in taus]
+    for tau in taus:
+        if not (np.isfinite(tau) and 0 <= tau < 1):
+            raise ValueError(f"taus must lie in [0, 1), received {tau!r}")
+    if not (isinstance(resolution, int | float) and 0 < resolution <= 1):
+        raise ValueError(f"resolution must lie in (0, 1], received {resolution!r}")
     options = {
         "k": int(k),
         "method": method,
@@ -413,6 +439,7 @@ def matrix_free_analysis(
         "num_points": num_points,
         "num_bins": num_bins,
         "bandwidth": bandwidth,
+        "resolution": float(resolution),
         "key": np.asarray(jax.random.key_data(key)).tolist(),
     }
     with _counting() as counter:
@@ -498,7 +525,7 @@ def _analyse(
     )
     resumed.extend(f"density:{b}" for b in batch_resumed)
     density = _histogram(combined, options["num_bins"], options["density_depth"], bandwidth)
-    regions = _region_estimates(combined, taus)
+    regions = _region_estimates(combined, taus, options["resolution"], top)
     timings["density"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start_all
     jax.effects_barrier()
@@ -578,52 +605,46 @@ def _density_batches(op, key, grid, bandwidth, options, folder, counter, progres
     return combined, resumed
 
 
-def _quadrature_bracket(density, lo: float, hi: float) -> list[float]:
-    """[low, high] for the mass in [lo, hi] (a fraction of the dimension): the probe
-    means of the Chebyshev-Markov-Stieltjes bounds, widened by 3 standard errors."""
-    nodes, weights = np.asarray(density.nodes), np.asarray(density.weights)
-    lower, upper = [], []
-    for probe_nodes, probe_weights in zip(nodes, weights, strict=True):
-        keep = probe_weights > np.finfo(probe_weights.dtype).eps * density.dimension
-        order = np.argsort(probe_nodes[keep])
-        x, w = probe_nodes[keep][order], probe_weights[keep][order] / density.dimension
-        inside = np.flatnonzero((x >= lo) & (x <= hi))
-        below, above = np.flatnonzero(x < lo), np.flatnonzero(x > hi)
-        first = below[-1] if below.size else 0
-        last = above[0] if above.size else x.size - 1
-        upper.append(w[first : last + 1].sum())
-        lower.append(w[inside[1:-1]].sum() if inside.size > 2 else 0.0)
-    num = len(lower)
-    low = np.mean(lower) - 3 * np.std(lower, ddof=1) / np.sqrt(num)
-    high = np.mean(upper) + 3 * np.std(upper, ddof=1) / np.sqrt(num)
-    return [float(max(low, 0.0)), float(min(high, 1.0))]
-
-
-def _region_estimates(density, taus) -> RegionEstimates:
-    """Counts per region, from `linalg.fraction_in` on the probes' quadrature rules."""
+def _region_estimates(density, taus, resolution, top) -> RegionEstimates:
+    """Counts per region with `linalg.count_in` on the probes' quadrature rules."""
     num = density.dimension
-    bounds = {
-        "chaotic": lambda tau: (1 + tau, np.inf),
-        "bulk": lambda tau: (1 - tau, 1 + tau),
-        "stable": lambda tau: (-np.inf, 1 - tau),
-    }
-    fields = {}
-    for name in REGIONS:
-        values, errors, ranges = [], [], []
-        for tau in taus:
-            fraction = linalg.fraction_in(density, *bounds[name](tau))
-            values.append(float(fraction.value))
-            errors.append(float(fraction.stderr))
-            ranges.append(_quadrature_bracket(density, *bounds[name](tau)))
-        if name == "bulk":
-            fields["bulk_fraction"] = values
-            fields["bulk_fraction_stderr"] = errors
-            fields["bulk_fraction_range"] = ranges
-        fields[name] = [num * v for v in values]
-        fields[f"{name}_stderr"] = [num * e for e in errors]
-        fields[f"{name}_range"] = [[num * lo, num * hi] for lo, hi in ranges]
+    suffixes = ("", "_stderr", "_range", "_resolved")
+    fields: dict[str, list] = {f"{name}{suffix}": [] for name in REGIONS for suffix in suffixes}
+    products = []
+    for tau in taus:
+        for name, (lo, hi) in region_intervals(tau).items():
+            count = linalg.count_in(density, lo, hi)
+            fields[name].append(count.value)
+            fields[f"{name}_stderr"].append(count.stderr)
+            fields[f"{name}_range"].append([count.low, count.high])
+            fields[f"{name}_resolved"].append(bool(count.resolved(resolution * num)))
+        lo, hi = (1 - tau) ** 2, (1 + tau) ** 2
+        degree = linalg.chebyshev_degree(
+            lo, hi, (0.0, (1.01 * top) ** 2), tau / 4 * (1 - tau), num
+        )
+        products.append(2 * degree * int(density.nodes.shape[0]))
+    verdicts = [
+        {
+            name: "resolved"
+            if fields[f"{name}_resolved"][i]
+            else (
+                f"unresolved at this budget: in [{fields[f'{name}_range'][i][0]:,.0f}, "
+                f"{fields[f'{name}_range'][i][1]:,.0f}] (needs +- {resolution * num:,.0f}); "
+                f"a Chebyshev count needs about {products[i]:,} products with J"
+            )
+            for name in REGIONS
+        }
+        for i in range(len(taus))
+    ]
     return RegionEstimates(
+        verdicts=verdicts,
         taus=list(taus),
+        bulk_fraction=[v / num for v in fields["bulk"]],
+        bulk_fraction_stderr=[e / num for e in fields["bulk_stderr"]],
+        bulk_fraction_range=[[lo / num, hi / num] for lo, hi in fields["bulk_range"]],
+        resolution=float(resolution),
+        confidence=0.95,
+        chebyshev_products=products,
         num_directions=int(num),
         num_probes=int(density.nodes.shape[0]),
         **fields,
@@ -639,12 +660,13 @@ def _histogram(density, num_bins, depth, bandwidth) -> SingularValueDensity:
     bottom = bottom if bottom < top else top / 10
     edges = np.concatenate([[0.0], np.geomspace(bottom, top, num_bins)])
     edges[-1] = np.nextafter(top, np.inf)
-    counts, stderr = [], []
+    counts, stderr, ranges = [], [], []
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        # fraction_in counts [lo, hi]; a node on a shared edge belongs to the upper bin.
-        fraction = linalg.fraction_in(density, lo, np.nextafter(hi, -np.inf))
-        counts.append(density.dimension * float(fraction.value))
-        stderr.append(density.dimension * float(fraction.stderr))
+        # count_in counts [lo, hi]; a node on a shared edge belongs to the upper bin.
+        count = linalg.count_in(density, lo, np.nextafter(hi, -np.inf))
+        counts.append(count.value)
+        stderr.append(count.stderr)
+        ranges.append([count.low, count.high])
     return SingularValueDensity(
         grid=np.asarray(density.grid).tolist(),
         density=np.asarray(density.density).tolist(),
@@ -652,6 +674,7 @@ def _histogram(density, num_bins, depth, bandwidth) -> SingularValueDensity:
         edges=edges.tolist(),
         counts=counts,
         counts_stderr=stderr,
+        counts_range=ranges,
         num_probes=int(density.nodes.shape[0]),
         depth=int(depth),
     )
