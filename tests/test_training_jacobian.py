@@ -218,7 +218,7 @@ def test_different_configuration_is_refused_unless_forced(momentum_case, tmp_pat
     with pytest.raises(ValueError, match=r"differs in: layout\)"):
         training_jacobian(run, chunk_size=5, out=tmp_path, config={"lr": 0.4})
     other = mlp_run("momentum", seed=1)
-    with pytest.raises(ValueError, match=r"differs in: params0, batches\)"):
+    with pytest.raises(ValueError, match=r"differs in: batches, params0\)"):
         training_jacobian(other, chunk_size=13, out=tmp_path, config={"lr": 0.4})
     forced = training_jacobian(run, chunk_size=13, out=tmp_path, config={"lr": 0.5}, force=True)
     assert json.loads((tmp_path / "manifest.json").read_text())["config"] == {"lr": 0.5}
@@ -244,6 +244,9 @@ def test_nan_loss_names_the_step_and_keeps_finished_chunks(momentum_case, tmp_pa
 
     bad = TrainingRun.from_step(run.params0, poisoned, optimizer.init, run.batches)
     with pytest.raises(FloatingPointError, match="at step 2 "):
+        training_jacobian(bad, chunk_size=10, out=tmp_path / "poisoned")
+    # the poisoned step is another program: the folder of the clean run refuses it
+    with pytest.raises(ValueError, match=r"differs in: program\)"):
         training_jacobian(bad, chunk_size=10, out=tmp_path)
     assert json.loads((tmp_path / "manifest.json").read_text())["finished"] == [0]
     np.testing.assert_array_equal(np.load(tmp_path / "jacobian.npy")[:, :10], before)

@@ -16,6 +16,7 @@ from jacscope import penalties as penalties
 from jacscope import propagation as propagation
 from jacscope import training as training
 from jacscope._devices import use_cpu_cores as use_cpu_cores
+from jacscope._io import FolderError as FolderError
 from jacscope.linalg import Estimate as Estimate
 from jacscope.operators import AbstractLinearOperator as AbstractLinearOperator
 from jacscope.operators import DenseTooLarge as DenseTooLarge

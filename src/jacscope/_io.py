@@ -1,4 +1,5 @@
-"""Atomic writes: a file appears complete under its final name, or not at all.
+"""Atomic writes (a file appears complete under its final name, or not at all) and the
+one-writer lock of an output folder.
 
 Each writer produces a temporary file next to the target (same directory, so the
 final `os.replace` is an atomic rename on POSIX and Windows) and renames it only
@@ -9,9 +10,13 @@ stray `.*.tmp` file, never a truncated result under the real name.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import socket
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,3 +67,59 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> 
 def read_json(path: str | os.PathLike) -> Any:
     """The JSON value stored at `path`."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+class FolderError(ValueError):
+    """An output folder cannot be used as asked: it holds another computation, another
+    live process is writing it, or what it holds is damaged beyond reuse."""
+
+
+_HELD: dict[str, int] = {}
+"""Folders this process holds the lock of, with how many nested holders."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold the folder's writer lock (`folder/.lock`, an advisory `flock`) for the block.
+
+    One process writes a folder at a time: a second writer, `force` or not, gets a
+    `FolderError` naming the holder (its pid and command line, as it wrote them into
+    the lock file). The lock is the kernel's, so it is released when the holder exits,
+    however it exits (a SIGKILL too). Nested holders in one process share it.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = os.path.realpath(folder)
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise FolderError(
+            f"{folder} is being written by {holder}; wait for it to finish or choose "
+            "another folder (force does not override a live writer)"
+        ) from None
+    os.ftruncate(fd, 0)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    os.pwrite(
+        fd,
+        f"pid {os.getpid()} on {socket.gethostname()} since {stamp} "
+        f"({' '.join(sys.argv) or 'python'})\n".encode(),
+        0,
+    )
+    _HELD[key] = 1
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -26,6 +26,7 @@ from typing import Literal, NamedTuple
 import jax
 from jax.flatten_util import ravel_pytree
 
+from jacscope._io import folder_lock
 from jacscope._memory import peak_memory_mib
 from jacscope.jobs.train_jacobian import clear_folder, train_and_evaluate
 from jacscope.training import TrainingConfig, build_run, matrix_free_analysis
@@ -116,63 +117,67 @@ def run_matrix_free(
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_params:
         raise ValueError(f"k must be an integer in [1, P = {num_params}], received {k!r}")
     out = Path(out)
-    if (out / "job.json").exists():
-        if not force:
-            raise ValueError(
-                f"{out} holds an exact train-jacobian run; choose another folder or pass "
-                "--force (force=True) to discard it"
-            )
-        clear_folder(out)
-    out.mkdir(parents=True, exist_ok=True)
-    # report.json marks a finished folder: it goes until this run has finished.
-    (out / "report.json").unlink(missing_ok=True)
+    with folder_lock(out):
+        if (out / "job.json").exists():
+            if not force:
+                raise ValueError(
+                    f"{out} holds an exact train-jacobian run; choose another folder or pass "
+                    "--force (force=True) to discard it"
+                )
+            clear_folder(out)
+        out.mkdir(parents=True, exist_ok=True)
+        if force:
+            # report.json marks a finished folder; a forced run replaces what it describes.
+            # Without force the analysis refuses another computation before writing, and the
+            # same computation gives the same report, so a refused rerun changes nothing.
+            (out / "report.json").unlink(missing_ok=True)
 
-    log("training")
-    t0 = time.perf_counter()
-    _, training = train_and_evaluate(setup)
-    timings = {"train": time.perf_counter() - t0}
+        log("training")
+        t0 = time.perf_counter()
+        _, training = train_and_evaluate(setup)
+        timings = {"train": time.perf_counter() - t0}
 
-    log("matrix-free analysis")
-    options = {
-        "k": k,
-        "method": method,
-        "depth": depth,
-        "tol": tol,
-        "num_probes": num_probes,
-        "density_depth": density_depth,
-        "checkpoint_every": checkpoint_every,
-        "seed": seed,
-    }
-    t0 = time.perf_counter()
-    result = matrix_free_analysis(
-        setup.run,
-        k=k,
-        key=jax.random.key(seed),
-        method=method,
-        depth=depth,
-        tol=tol,
-        num_probes=num_probes,
-        density_depth=density_depth,
-        checkpoint_every=checkpoint_every,
-        out=out,
-        force=force,
-        config=dataclasses.asdict(config),
-        progress=progress,
-    )
-    timings["analysis"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - start
-    return MatrixFreeReport(
-        mode=MODE,
-        config=dataclasses.asdict(config),
-        learning_rate=config.learning_rate,
-        num_params=num_params,
-        num_steps=setup.run.num_steps,
-        dtype=config.dtype,
-        training=training,
-        options=options,
-        analysis=result._asdict(),
-        timings=timings,
-        peak_memory_mib=peak_memory_mib(),
-        resumed=list(result.resumed),
-        estimated=list(result.estimated),
-    )
+        log("matrix-free analysis")
+        options = {
+            "k": k,
+            "method": method,
+            "depth": depth,
+            "tol": tol,
+            "num_probes": num_probes,
+            "density_depth": density_depth,
+            "checkpoint_every": checkpoint_every,
+            "seed": seed,
+        }
+        t0 = time.perf_counter()
+        result = matrix_free_analysis(
+            setup.run,
+            k=k,
+            key=jax.random.key(seed),
+            method=method,
+            depth=depth,
+            tol=tol,
+            num_probes=num_probes,
+            density_depth=density_depth,
+            checkpoint_every=checkpoint_every,
+            out=out,
+            force=force,
+            config=dataclasses.asdict(config),
+            progress=progress,
+        )
+        timings["analysis"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - start
+        return MatrixFreeReport(
+            mode=MODE,
+            config=dataclasses.asdict(config),
+            learning_rate=config.learning_rate,
+            num_params=num_params,
+            num_steps=setup.run.num_steps,
+            dtype=config.dtype,
+            training=training,
+            options=options,
+            analysis=result._asdict(),
+            timings=timings,
+            peak_memory_mib=peak_memory_mib(),
+            resumed=list(result.resumed),
+            estimated=list(result.estimated),
+        )

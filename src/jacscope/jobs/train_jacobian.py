@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jacscope._io import atomic_path, read_json, write_json_atomic
+from jacscope._io import atomic_path, folder_lock, read_json, write_json_atomic
 from jacscope._memory import peak_memory_mib
 from jacscope._validation import nonfinite_steps
 from jacscope.models import accuracy, cross_entropy
@@ -556,71 +556,74 @@ def run_train_jacobian(
             f"restricted_ks must lie in [1, P = {num_params}], received {options['restricted_ks']}"
         )
     out.mkdir(parents=True, exist_ok=True)
-    state = _prepare(out, job_record, force)
-    job = _Job(setup, out, state, options, progress, log or (lambda message: None))
+    with folder_lock(out):
+        state = _prepare(out, job_record, force)
+        job = _Job(setup, out, state, options, progress, log or (lambda message: None))
 
-    job.log("training")
-    t0 = time.perf_counter()
-    job.theta_T, training = train_and_evaluate(setup)
-    job.record_time("train", time.perf_counter() - t0)
-
-    job.log("exact training Jacobian")
-    job.J, info = job.jacobian(setup, out, "main")
-    if info["computed"]:
-        job.record_time("jacobian", info["seconds"])
-    else:
-        job.mark_resumed("jacobian")
-
-    analyses_dir = out / "analyses"
-    records = {}
-    for name in analyses:
-        path = analyses_dir / f"{name}.json"
-        saved = read_json(path) if path.exists() else None
-        if saved is not None and saved.get("params") == _plain(job.params(name)):
-            records[name] = saved
-    todo = [name for name in analyses if name not in records]
-    job.need_vectors = bool(_NEEDS_VECTORS.intersection(todo)) or save_vectors
-    if todo or save_vectors:
-        job.spectrum(job.need_vectors)  # timed as its own stage, not inside an analysis
-    for name in analyses:
-        if name not in todo:
-            job.mark_resumed(name)
-            continue
-        job.log(f"analysis: {name}")
-        params = job.params(name)
+        job.log("training")
         t0 = time.perf_counter()
-        result = job.analysis(name, params)
-        seconds = time.perf_counter() - t0
-        records[name] = save_result(analyses_dir, name, result, seconds, params)
+        job.theta_T, training = train_and_evaluate(setup)
+        job.record_time("train", time.perf_counter() - t0)
 
-    timings = dict(job.state["timings"])
-    timings.update({f"analysis:{name}": rec["seconds"] for name, rec in records.items()})
-    timings["total"] = time.perf_counter() - start
-    return TrainJacobianReport(
-        config=dataclasses.asdict(config),
-        learning_rate=config.learning_rate,
-        num_params=num_params,
-        num_steps=setup.run.num_steps,
-        training=training,
-        jacobian={
-            "file": "jacobian.npy",
-            "shape": [int(d) for d in job.J.shape],
-            "dtype": job.J.dtype.name,
-            "seconds": timings.get("jacobian"),
-            "gflop_per_s": info["gflop_per_s"],
-        },
-        svd={
-            "routine": "numpy.linalg.svd (LAPACK gesdd)",
-            "dtype": svd_dtype,
-            "seconds": timings.get("svd"),
-            "file": "spectrum.npz",
-            "vectors_saved": bool(save_vectors),
-        },
-        regions=records["spectrum"]["numbers"],
-        alignment=records["alignment"]["numbers"]["summary"] if "alignment" in records else None,
-        analyses=records,
-        timings=timings,
-        peak_memory_mib=peak_memory_mib(),
-        resumed=job.resumed,
-        dtype=config.dtype,
-    )
+        job.log("exact training Jacobian")
+        job.J, info = job.jacobian(setup, out, "main")
+        if info["computed"]:
+            job.record_time("jacobian", info["seconds"])
+        else:
+            job.mark_resumed("jacobian")
+
+        analyses_dir = out / "analyses"
+        records = {}
+        for name in analyses:
+            path = analyses_dir / f"{name}.json"
+            saved = read_json(path) if path.exists() else None
+            if saved is not None and saved.get("params") == _plain(job.params(name)):
+                records[name] = saved
+        todo = [name for name in analyses if name not in records]
+        job.need_vectors = bool(_NEEDS_VECTORS.intersection(todo)) or save_vectors
+        if todo or save_vectors:
+            job.spectrum(job.need_vectors)  # timed as its own stage, not inside an analysis
+        for name in analyses:
+            if name not in todo:
+                job.mark_resumed(name)
+                continue
+            job.log(f"analysis: {name}")
+            params = job.params(name)
+            t0 = time.perf_counter()
+            result = job.analysis(name, params)
+            seconds = time.perf_counter() - t0
+            records[name] = save_result(analyses_dir, name, result, seconds, params)
+
+        timings = dict(job.state["timings"])
+        timings.update({f"analysis:{name}": rec["seconds"] for name, rec in records.items()})
+        timings["total"] = time.perf_counter() - start
+        return TrainJacobianReport(
+            config=dataclasses.asdict(config),
+            learning_rate=config.learning_rate,
+            num_params=num_params,
+            num_steps=setup.run.num_steps,
+            training=training,
+            jacobian={
+                "file": "jacobian.npy",
+                "shape": [int(d) for d in job.J.shape],
+                "dtype": job.J.dtype.name,
+                "seconds": timings.get("jacobian"),
+                "gflop_per_s": info["gflop_per_s"],
+            },
+            svd={
+                "routine": "numpy.linalg.svd (LAPACK gesdd)",
+                "dtype": svd_dtype,
+                "seconds": timings.get("svd"),
+                "file": "spectrum.npz",
+                "vectors_saved": bool(save_vectors),
+            },
+            regions=records["spectrum"]["numbers"],
+            alignment=records["alignment"]["numbers"]["summary"]
+            if "alignment" in records
+            else None,
+            analyses=records,
+            timings=timings,
+            peak_memory_mib=peak_memory_mib(),
+            resumed=job.resumed,
+            dtype=config.dtype,
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import weakref
@@ -15,10 +16,12 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as Spec
 
+from jacscope._fingerprint import hash_json
+from jacscope._io import folder_lock
 from jacscope._validation import check_finite, nonfinite_steps
 from jacscope.training._propagate import TangentPropagation
 from jacscope.training._run import TrainingRun
-from jacscope.training._store import ChunkStore, hash_json, hash_tree, read_manifest
+from jacscope.training._store import ChunkStore, read_manifest
 
 MAX_DEFAULT_CHUNK_SIZE = 256
 """The largest chunk (columns) chosen when `chunk_size` is not given."""
@@ -78,15 +81,18 @@ def training_jacobian(
       linearisation (T x its per-step size) plus one chunk of tangents. The Jacobian
       itself is not counted: with `out` it lives on disk.
     - `out`: a folder. Every finished chunk is written to `out/jacobian.npy` (a
-      column-major `.npy`, memory-mapped) and listed in `out/manifest.json`, with
-      hashes of `params0`, the batches, `config` and the chunk layout. A later call
-      with the same arguments resumes after the last finished chunk and gives a
-      bitwise identical J. In a multi-process run the folder must be shared.
+      column-major `.npy`, memory-mapped) and listed in `out/manifest.json` with its
+      checksum, beside hashes of `params0`, the batches, the step as a program
+      (`TrainingRun.fingerprint`: loss, optimizer, schedule, hyperparameters), `config`
+      and the chunk layout. A later call of the same run resumes after the last
+      finished chunk, recomputes any chunk whose checksum no longer matches, and gives
+      a bitwise identical J; a different run is refused naming what differs. One
+      process writes a folder at a time (`out/.lock`). In a multi-process run the
+      folder must be shared.
     - `force`: with `out`, discard a folder written for a different configuration
       (otherwise that raises `ValueError`).
-    - `config`: a JSON-able dict describing what built the run (optimiser, learning
-      rate, model, seed, ...), hashed into the manifest: the step function itself
-      cannot be hashed, so this is what tells two runs apart.
+    - `config`: a JSON-able dict describing what built the run (model, seed, ...),
+      stored and hashed into the manifest beside the run's own fingerprint.
     - `progress`: `progress(done_columns, total_columns, elapsed_s, flops_done)`,
       called once before the first chunk (`done_columns` counts chunks finished
       earlier in `out`) and after each round of chunks. `flops_done` counts the
@@ -99,15 +105,24 @@ def training_jacobian(
     `jax.flatten_util.ravel_pytree(run.params0)` order; with `out`, a read-only
     memory map of `out/jacobian.npy`.
 
-    **Raises:** `ValueError` naming the leaf if `params0` holds NaN or inf, or if `out`
-    holds a different computation; `FloatingPointError` naming the first step whose
-    loss is not finite (chunks already in `out` are kept).
+    **Raises:** `ValueError` naming the leaf if `params0` holds NaN or inf;
+    `jacscope.FolderError` (a `ValueError`) if `out` holds a different computation or
+    another process is writing it; `FloatingPointError` naming the first step whose
+    loss is not finite, or the non-finite leaves of the final parameters when J is not
+    finite (chunks already in `out` are kept).
 
     !!! cite "Reference"
         N. Belrose and A. Scherlis, *Understanding Gradient Descent through the
         Training Jacobian*, arXiv:2412.07003 (2024).
     """
     _check_arguments(run, chunk_size, max_bytes)
+    writes = out is not None and jax.process_index() == 0
+    with folder_lock(out) if writes else contextlib.nullcontext():
+        return _training_jacobian(run, chunk_size, max_bytes, out, force, config, progress, devices)
+
+
+def _training_jacobian(run, chunk_size, max_bytes, out, force, config, progress, devices):
+    """The body of `training_jacobian`, with the folder's lock held."""
     config_hash = hash_json(config, "config")
     prop = _propagation(run)
     num_params, num_steps = prop.num_params, prop.num_steps
@@ -146,8 +161,7 @@ def training_jacobian(
             dtype=prop.dtype,
             chunks=chunks,
             fingerprint={
-                "params0": hash_tree(run.params0),
-                "batches": hash_tree(run.batches),
+                **run.fingerprint(),
                 "config": config_hash,
                 "layout": hash_json(layout, "layout"),
             },
@@ -210,6 +224,7 @@ def training_jacobian(
                 if position < len(ids):
                     columns[ids[position]] = np.asarray(shard.data)
         for c, block_columns in columns.items():
+            _check_columns(run, block_columns, chunks[c])
             sink.write(c, block_columns)
         sink.flush()
         _barrier(f"jacscope-round-{first}", multiprocess and folder is not None)
@@ -391,6 +406,29 @@ def _check_losses(losses: Any) -> None:
             f"{values.size} steps have a non-finite loss), so the Jacobian of this run is "
             "not defined; finished chunks in the output folder are kept"
         )
+
+
+def _check_columns(run: TrainingRun, block: np.ndarray, columns: tuple[int, int]) -> None:
+    """`FloatingPointError` if a chunk of J is not finite, though every loss was."""
+    start, stop = columns
+    if np.isfinite(block[:, : stop - start]).all():
+        return
+    final = run.final_params()
+    bad = [
+        jax.tree_util.keystr(path)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(final)
+        if not np.isfinite(np.asarray(leaf)).all()
+    ]
+    where = (
+        f"the final parameters are not finite at {', '.join(bad)}"
+        if bad
+        else ("the tangents overflowed although the final parameters are finite")
+    )
+    raise FloatingPointError(
+        f"columns {start}..{stop - 1} of the training Jacobian are not finite ({where}); "
+        "the Jacobian of this run is not defined, finished chunks in the output folder "
+        "are kept"
+    )
 
 
 def _barrier(name: str, multiprocess: bool) -> None:

@@ -8,8 +8,10 @@ of chaotic, bulk and stable directions with their standard errors. Everything it
 finishes is saved under `out/matrix_free/` as it goes, each probe batch of the
 density on its own, so that a killed run resumes without recomputing finished work:
 
-- `manifest.json`: hashes of params0, the batches, `config` and the options; a
-  folder written for something else is refused unless `force=True`.
+- `manifest.json`: hashes of the run (`TrainingRun.fingerprint`: params0, the batches,
+  the step as a program), `config` and the options; a folder written for something
+  else is refused, naming what differs, unless `force=True`. One process writes a
+  folder at a time (`out/.lock`).
 - `top_j.npz` / `top_j.json`, `top_j_minus_i.npz` / `.json`: singular triplets
   (`U` (P, k), `S`, `Vt` (k, P), residuals) and their summary.
 - `probes/batch_<b>.npz`: the quadrature nodes and weights of probe batch b.
@@ -32,14 +34,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jacscope import linalg
-from jacscope._io import atomic_path, read_json, write_json_atomic
+from jacscope._fingerprint import differing, hash_json
+from jacscope._io import FolderError, atomic_path, folder_lock, read_json, write_json_atomic
 from jacscope._memory import peak_memory_mib
 from jacscope.linalg._svd import default_depth as linalg_default_depth
 from jacscope.operators import identity
 from jacscope.training._analysis_spectrum import DEFAULT_TAUS, REGIONS, region_intervals
 from jacscope.training._operator import training_jacobian_operator
 from jacscope.training._run import TrainingRun
-from jacscope.training._store import hash_json, hash_tree
 
 STAGES = ("operator", "top_j", "top_j_minus_i", "density")
 """The stages of `matrix_free_analysis`, in order (the keys of its `timings`); progress
@@ -257,8 +259,8 @@ def _claim(folder: Path, manifest: dict, force: bool) -> None:
         stored = read_json(path)
         if stored.get("format") != _FORMAT or stored.get("hash") != manifest["hash"]:
             theirs = stored.get("fingerprint", {})
-            differ = [k for k, v in manifest["fingerprint"].items() if theirs.get(k) != v]
-            raise ValueError(
+            differ = differing(theirs, manifest["fingerprint"])
+            raise FolderError(
                 f"{folder} holds a matrix-free analysis of another computation (differs "
                 f"in: {', '.join(differ) or 'format'}); pass force=True (--force) to "
                 f"discard it, or choose another output folder"
@@ -442,7 +444,8 @@ def matrix_free_analysis(
         "resolution": float(resolution),
         "key": np.asarray(jax.random.key_data(key)).tolist(),
     }
-    with _counting() as counter:
+    lock = folder_lock(out) if out is not None else contextlib.nullcontext()
+    with lock, _counting() as counter:
         return _analyse(
             run,
             key,
@@ -476,8 +479,7 @@ def _analyse(
     if out is not None:
         folder = Path(out) / FOLDER
         fingerprint = {
-            "params0": hash_tree(run.params0),
-            "batches": hash_tree(run.batches),
+            **run.fingerprint(),
             "config": hash_json(config, "config"),
             "options": hash_json(options, "options"),
         }

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jacscope._fingerprint import hash_program, hash_tree
+
 
 class TrainingRun(eqx.Module):
     """A deterministic training run theta_0 -> theta_T, differentiable end to end.
@@ -86,6 +88,24 @@ class TrainingRun(eqx.Module):
     def num_steps(self) -> int:
         """The number of optimizer steps T."""
         return int(jnp.shape(jax.tree_util.tree_leaves(self.batches)[0])[0])
+
+    def fingerprint(self) -> dict[str, str]:
+        """Hashes of everything the run computes from: `params0`, `batches`, and
+        `program`, the step as a program (the jaxpr of `init_state` and one step at
+        `params0` and the first batch, with the constants it closes over). A changed
+        loss, optimizer, schedule, hyperparameter or dtype changes `program`; result
+        folders store these and refuse a run whose hashes differ."""
+        first = jax.tree.map(lambda leaf: leaf[0], self.batches)
+        program = hash_program(
+            lambda params, batch: self.step(params, self.init_state(params), batch),
+            self.params0,
+            first,
+        )
+        return {
+            "params0": hash_tree(self.params0),
+            "batches": hash_tree(self.batches),
+            "program": program,
+        }
 
     def train(self, params0: Any | None = None) -> tuple[Any, jax.Array]:
         """Run training from `params0` (default: the run's own); return `(theta_T, losses)`.

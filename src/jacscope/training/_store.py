@@ -7,11 +7,14 @@ Layout of `out/`:
   contiguous range of the file and memory stays bounded; `np.load(path,
   mmap_mode="r")` reads it back without loading it.
 - `manifest.json`: what was computed (hashes of the configuration, the chunk
-  boundaries) and which chunks are finished. It is replaced atomically, and only
-  after the chunks it lists have been flushed to `jacobian.npy`.
+  boundaries), which chunks are finished and the SHA-256 of each finished chunk's
+  columns. It is replaced atomically, and only after the chunks it lists have been
+  flushed to `jacobian.npy`.
 
 A manifest whose configuration hash differs from the current one is refused with a
-`ValueError` naming what differs (unless `force=True`, which starts over).
+`FolderError` naming what differs (unless `force=True`, which starts over). On resume
+every finished chunk is checked against its checksum; a damaged one, or all of them
+when `jacobian.npy` cannot be opened (truncated), is recomputed, with a warning.
 """
 
 from __future__ import annotations
@@ -19,42 +22,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from typing import Any
 
-import jax
 import numpy as np
 
-from jacscope._io import read_json, write_json_atomic
+from jacscope._fingerprint import combined_hash, differing
+from jacscope._io import FolderError, read_json, write_json_atomic
 
 FORMAT = "jacscope.training_jacobian/1"
 MATRIX = "jacobian.npy"
 MANIFEST = "manifest.json"
-
-
-def hash_tree(tree: Any) -> str:
-    """SHA-256 of a pytree of arrays: structure, shapes, dtypes and bytes."""
-    digest = hashlib.sha256()
-    leaves, treedef = jax.tree.flatten(tree)
-    digest.update(str(treedef).encode())
-    for leaf in leaves:
-        arr = np.ascontiguousarray(np.asarray(leaf))
-        digest.update(f"{arr.dtype.str}{arr.shape}".encode())
-        digest.update(arr.tobytes())
-    return digest.hexdigest()
-
-
-def hash_json(value: Any, what: str) -> str:
-    """SHA-256 of a JSON-able value (keys sorted); `ValueError` naming `what` if it is
-    not JSON-able."""
-    try:
-        text = json.dumps(value, sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{what} must be JSON-serialisable: {err}") from None
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _combined(fingerprint: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
 
 
 def read_manifest(folder: str) -> dict | None:
@@ -65,7 +43,7 @@ def read_manifest(folder: str) -> dict | None:
     try:
         return read_json(path)
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(
+        raise FolderError(
             f"{path} is unreadable ({err}); pass force=True (--force) to start over"
         ) from None
 
@@ -103,13 +81,14 @@ class ChunkStore:
         self.dtype = np.dtype(dtype)
         self.chunks = [(int(a), int(b)) for a, b in chunks]
         self.fingerprint = dict(fingerprint)
-        self.hash = _combined(self.fingerprint)
+        self.hash = combined_hash(self.fingerprint)
         self.info = info
         self._matrix_path = os.path.join(folder, MATRIX)
         self._manifest_path = os.path.join(folder, MANIFEST)
         self._force = force
         self._create = create
         self.finished: set[int] = set()
+        self.checksums: dict[int, str] = {}
         self._matrix: np.memmap | None = None
 
     def check(self) -> bool:
@@ -123,21 +102,21 @@ class ChunkStore:
         if self._force:
             return True
         if manifest.get("format") != FORMAT:
-            raise ValueError(
+            raise FolderError(
                 f"{self._manifest_path} has format {manifest.get('format')!r}, not {FORMAT!r};"
                 " pass force=True (--force) to start over"
             )
         if manifest.get("hash") != self.hash:
             theirs = manifest.get("fingerprint", {})
-            differ = [k for k in self.fingerprint if theirs.get(k) != self.fingerprint[k]]
-            raise ValueError(
+            differ = differing(theirs, self.fingerprint)
+            raise FolderError(
                 f"{self._manifest_path} belongs to a different computation "
                 f"(differs in: {', '.join(differ) or 'format'}); resuming would mix "
                 "Jacobians. Pass force=True (--force) to discard it and start over, or "
                 "choose another output folder."
             )
         if not os.path.exists(self._matrix_path):
-            raise ValueError(
+            raise FolderError(
                 f"{self._manifest_path} lists finished chunks but {self._matrix_path} is "
                 "missing; pass force=True (--force) to start over"
             )
@@ -150,27 +129,64 @@ class ChunkStore:
             for name in (self._manifest_path, self._matrix_path):
                 if os.path.exists(name):
                     os.remove(name)
-            matrix = np.lib.format.open_memmap(
-                self._matrix_path,
-                mode="w+",
-                dtype=self.dtype,
-                shape=self.shape,
-                fortran_order=True,
-            )
-            matrix.flush()
-            del matrix
+            self._recreate_matrix()
+            self.finished, self.checksums = set(), {}
             self._write_manifest()
         manifest = read_manifest(self.folder)
         if manifest is None or manifest.get("hash") != self.hash:
-            raise ValueError(f"{self._manifest_path} was not created for this computation")
+            raise FolderError(f"{self._manifest_path} was not created for this computation")
         self.finished = {int(i) for i in manifest["finished"]}
-        matrix = np.lib.format.open_memmap(self._matrix_path, mode="r+")
+        self.checksums = {int(c): h for c, h in manifest.get("checksums", {}).items()}
+        try:
+            _check_npy_size(self._matrix_path)
+            matrix = np.lib.format.open_memmap(self._matrix_path, mode="r+")
+        except (OSError, ValueError) as err:
+            if not self._create:
+                raise
+            warnings.warn(
+                f"{self._matrix_path} is damaged ({err}); recomputing its "
+                f"{len(self.finished)} finished chunks",
+                stacklevel=3,
+            )
+            self._recreate_matrix()
+            self.finished, self.checksums = set(), {}
+            self._write_manifest()
+            matrix = np.lib.format.open_memmap(self._matrix_path, mode="r+")
         if matrix.shape != self.shape or matrix.dtype != self.dtype:
-            raise ValueError(
+            raise FolderError(
                 f"{self._matrix_path} holds a {matrix.shape} {matrix.dtype} array, expected "
                 f"{self.shape} {self.dtype}; pass force=True (--force) to start over"
             )
         self._matrix = matrix
+        if self._create:
+            self._verify()
+
+    def _recreate_matrix(self) -> None:
+        matrix = np.lib.format.open_memmap(
+            self._matrix_path, mode="w+", dtype=self.dtype, shape=self.shape, fortran_order=True
+        )
+        matrix.flush()
+        del matrix
+
+    def _checksum(self, chunk: int) -> str:
+        start, stop = self.chunks[chunk]
+        return hashlib.sha256(self._matrix[:, start:stop].tobytes(order="F")).hexdigest()
+
+    def _verify(self) -> None:
+        """Drop every finished chunk whose columns no longer match their checksum (or
+        that has none), so that it is recomputed, and say so."""
+        damaged = sorted(c for c in self.finished if self.checksums.get(c) != self._checksum(c))
+        if damaged:
+            warnings.warn(
+                f"{self._matrix_path}: {len(damaged)} finished chunk(s) no longer match "
+                f"their checksums (chunks {', '.join(map(str, damaged[:10]))}"
+                f"{', ...' if len(damaged) > 10 else ''}); recomputing them",
+                stacklevel=4,
+            )
+            self.finished.difference_update(damaged)
+            for c in damaged:
+                self.checksums.pop(c, None)
+            self._write_manifest()
 
     def write(self, chunk: int, block: np.ndarray) -> None:
         """Write the columns of `chunk` (block has at least their number of columns)."""
@@ -182,7 +198,10 @@ class ChunkStore:
         self._matrix.flush()
 
     def commit(self, chunks: list[int]) -> None:
-        """Record `chunks` as finished in the manifest (atomic replace)."""
+        """Record `chunks` as finished, with their checksums, in the manifest (atomic
+        replace)."""
+        for c in chunks:
+            self.checksums[int(c)] = self._checksum(int(c))
         self.finished.update(int(c) for c in chunks)
         self._write_manifest()
 
@@ -200,6 +219,24 @@ class ChunkStore:
             "dtype": self.dtype.name,
             "chunks": [list(c) for c in self.chunks],
             "finished": sorted(self.finished),
+            "checksums": {str(c): self.checksums[c] for c in sorted(self.checksums)},
             **self.info,
         }
         write_json_atomic(self._manifest_path, manifest, indent=1)
+
+
+def _check_npy_size(path: str) -> None:
+    """`ValueError` if the `.npy` file at `path` is shorter than its header says (a
+    memory map of it would fault on the missing pages instead of raising)."""
+    with open(path, "rb") as handle:
+        major, _ = np.lib.format.read_magic(handle)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if major == 1
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(handle)
+        expected = handle.tell() + int(np.prod(shape)) * np.dtype(dtype).itemsize
+    size = os.path.getsize(path)
+    if size < expected:
+        raise ValueError(f"truncated: {size:,} of {expected:,} bytes")
