@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from test_training_jacobian import HERE, OPTIMIZERS, STEPS, mlp_loss, mlp_run
 
 import jacscope
 from jacscope.training import TrainingRun, training_jacobian
+from test_training_jacobian import HERE, OPTIMIZERS, STEPS, mlp_loss, mlp_run
 
 
 @pytest.fixture(scope="module")
