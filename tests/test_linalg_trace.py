@@ -78,11 +78,13 @@ def test_hutchpp_and_xtrace_beat_hutchinson_on_decaying_spectra():
     assert mse["xtrace"] < mse["hutchinson"] / 5, mse
 
 
-def test_xtrace_is_exact_when_the_budget_covers_the_dimension(key):
+@pytest.mark.parametrize("method", ["hutchinson", "hutchpp", "xtrace"])
+@pytest.mark.parametrize("budget", [N, 2 * N])
+def test_a_budget_that_covers_the_dimension_gives_the_exact_trace(key, method, budget):
     matrix, truth = _generic()
-    est = linalg.trace(dense_operator(matrix), key=key, method="xtrace", num_matvecs=2 * N)
+    est = linalg.trace(dense_operator(matrix), key=key, method=method, num_matvecs=budget)
     np.testing.assert_allclose(float(est.value), truth, rtol=1e-12)
-    assert float(est.stderr) < 1e-10 and est.num_matvecs == N
+    assert float(est.stderr) == 0 and est.num_matvecs == N
 
 
 def test_diagonal_and_frobenius_are_unbiased():

@@ -152,6 +152,21 @@ def test_linear_operator_rejects_bad_shape():
         jacscope.LinearOperator(lambda v: v, lambda u: u, (0, 3), jnp.float64)
 
 
+@pytest.mark.parametrize(
+    ("mv", "rmv", "message"),
+    [
+        # the case: mv of a (4, 3) operator returning a length-6 vector
+        (lambda v: jnp.tile(v, 2), lambda u: u[:3], r"mv maps a \(3,\) vector to shape \(6,\)"),
+        (lambda v: jnp.ones(4), lambda u: u[:2], r"rmv maps a \(4,\) vector to shape \(2,\)"),
+        (lambda v: jnp.ones(4, jnp.float32), lambda u: u[:3], "dtype float32"),
+        (lambda v: v @ jnp.ones((4, 4)), lambda u: u[:3], r"mv cannot be applied .*\(3,\)"),
+    ],
+)
+def test_linear_operator_checks_its_functions_against_its_shape(mv, rmv, message):
+    with pytest.raises(ValueError, match=message):
+        jacscope.LinearOperator(mv, rmv, (4, 3), jnp.float64)
+
+
 def test_non_finite_parameter_is_named(key):
     params, x = CASES["mlp-params"][1](key)
     params[1]["w"] = params[1]["w"].at[2, 1].set(jnp.inf)

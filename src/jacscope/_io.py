@@ -80,12 +80,13 @@ _HELD: dict[str, int] = {}
 
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
-    """Hold the folder's writer lock (`folder/.lock`, an advisory `flock`) for the block.
+    """Hold the folder's writer lock (an advisory `flock` on the folder itself) for the block.
 
     One process writes a folder at a time: a second writer, `force` or not, gets a
-    `FolderError` naming the holder (its pid and command line, as it wrote them into
-    the lock file). The lock is the kernel's, so it is released when the holder exits,
-    however it exits (a SIGKILL too). Nested holders in one process share it.
+    `FolderError` naming the holder (its pid and command line, which the holder keeps
+    in `folder/.writer` while it holds the lock). The lock is the kernel's, so it is
+    released when the holder exits, however it exits (a SIGKILL too); a refused writer
+    leaves the folder as it found it. Nested holders in one process share it.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -97,29 +98,30 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
         finally:
             _HELD[key] -= 1
         return
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    writer = folder / ".writer"
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
+        try:
+            holder = writer.read_text(errors="replace").strip()
+        except OSError:
+            holder = ""
         raise FolderError(
-            f"{folder} is being written by {holder}; wait for it to finish or choose "
-            "another folder (force does not override a live writer)"
+            f"{folder} is being written by {holder or 'another process'}; wait for it to "
+            "finish or choose another folder (force does not override a live writer)"
         ) from None
-    os.ftruncate(fd, 0)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    os.pwrite(
-        fd,
+    writer.write_text(
         f"pid {os.getpid()} on {socket.gethostname()} since {stamp} "
-        f"({' '.join(sys.argv) or 'python'})\n".encode(),
-        0,
+        f"({' '.join(sys.argv) or 'python'})\n"
     )
     _HELD[key] = 1
     try:
         yield
     finally:
         del _HELD[key]
-        os.ftruncate(fd, 0)
+        writer.unlink(missing_ok=True)
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

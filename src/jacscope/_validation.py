@@ -71,3 +71,44 @@ def check_rank(k: int, shape: tuple[int, int], what: str) -> None:
         raise ValueError(
             f"{what}: k={k} exceeds min(shape)={min(shape)} for an operator of shape {shape}"
         )
+
+
+def check_number(value: Any, what: str, *, positive: bool = True) -> Any:
+    """Refuse a concrete setting that is not a finite real number `> 0` (or `>= 0` when
+    `positive=False`), with a message naming it; return it unchanged (traced values pass).
+
+    **Arguments:**
+
+    - `value`: the setting, a Python or array scalar.
+    - `what`: its name for the message, e.g. `"spectral_density: bandwidth"`.
+    - `positive`: whether zero is refused too.
+    """
+    if not _is_concrete(value):
+        return value
+    bound = "> 0" if positive else ">= 0"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a finite number {bound}, received {value!r}") from None
+    if isinstance(value, bool) or not np.isfinite(number) or number < 0 or (
+        positive and number == 0
+    ):
+        raise ValueError(f"{what} must be a finite number {bound}, received {value!r}")
+    return value
+
+
+def check_start_vectors(v: Any, what: str) -> None:
+    """Refuse starting vectors of an iteration that cannot start it: an integer dtype
+    (the iterates would be rounded), non-finite entries, or a zero vector (in any row
+    of a `(B, d)` batch), which power and Krylov iterations cannot leave."""
+    dtype = jnp.result_type(v)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise ValueError(f"{what} must be a floating-point vector, received dtype {dtype}")
+    if not _is_concrete(v):
+        return
+    check_finite(v, what)
+    rows = np.asarray(v).reshape(-1, np.shape(v)[-1] if np.ndim(v) else 1)
+    zero = np.flatnonzero(~np.any(rows != 0, axis=-1))
+    if zero.size:
+        where = "" if np.ndim(v) < 2 else f" (row {int(zero[0])} of {rows.shape[0]})"
+        raise ValueError(f"{what} is a zero vector{where}; start from a random one")

@@ -7,6 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jacscope._validation import check_number
 from jacscope.linalg._checks import check_count, check_operator
 from jacscope.linalg._estimate import Estimate, mean_estimate
 from jacscope.linalg._slq import lanczos_quadrature
@@ -82,6 +83,8 @@ def spectral_density(
     if bandwidth is None:
         span = jnp.maximum(hi - lo, 1e-3 * jnp.maximum(jnp.abs(hi), jnp.abs(lo)))
         bandwidth = 0.01 * jnp.where(span > 0, span, 1.0)
+    else:
+        check_number(bandwidth, "spectral_density: bandwidth")
     if grid is None:
         check_count(num_points, "num_points", "spectral_density", minimum=2)
         grid = jnp.linspace(lo - 5 * bandwidth, hi + 5 * bandwidth, num_points)

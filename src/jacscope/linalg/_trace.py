@@ -44,11 +44,20 @@ def _hutchpp(op, num_matvecs, key):
 
 
 @eqx.filter_jit
+def _exact_trace(op):
+    n = op.shape[0]
+    dtype = jnp.result_type(op.dtype)
+    diag = jax.lax.map(lambda i: op._mv(jax.nn.one_hot(i, n, dtype=dtype))[i], jnp.arange(n))
+    total = jnp.sum(diag)
+    return Estimate(total, jnp.zeros_like(total), n)
+
+
+@eqx.filter_jit
 def _xtrace(op, num_samples, key):
     like = jnp.zeros((op.shape[0],), jnp.result_type(op.dtype))
     samples = stochtrace.sampler_sphere(like, num=num_samples)(key)
     leave_one_out = stochtrace.leave_one_out_xtrace()(op._mv, samples)
-    return mean_estimate(leave_one_out, min(2 * num_samples, op.shape[0]))
+    return mean_estimate(leave_one_out, 2 * num_samples)
 
 
 def trace(
@@ -77,8 +86,11 @@ def trace(
       part and as a Hutchinson probe of the leave-it-out remainder; the estimate is
       the mean of the `s` leave-one-out estimates `t_i` and
       `stderr = std(t_i, ddof=1) / sqrt(s)`, the error estimate proposed by the
-      authors. If `num_matvecs >= n` the trace is computed exactly from `n` products
-      (then `stderr = 0`). Needs `num_matvecs >= 4`.
+      authors. Needs `num_matvecs >= 4`.
+
+    With any method, a budget `num_matvecs >= n` is spent on the `n` products
+    `A e_i` instead, which give the trace exactly (`stderr = 0`, `num_matvecs = n`):
+    no randomized estimate at that budget is as accurate.
 
     Hutch++ and XTrace are far more accurate than Hutchinson when the spectrum
     decays (error ~ 1/num_matvecs instead of 1/sqrt(num_matvecs)).
@@ -87,16 +99,17 @@ def trace(
     `num_matvecs` (budget of products; `Estimate.num_matvecs` reports what was spent).
     """
     check_square(op, "trace")
+    if method not in _METHODS:
+        raise ValueError(f"trace: method must be one of {_METHODS}, received {method!r}")
+    minimum = 2 if method == "hutchinson" else 4
+    check_count(num_matvecs, "num_matvecs", f"trace ({method})", minimum=minimum)
+    if num_matvecs >= op.shape[0]:
+        return _exact_trace(op)
     if method == "hutchinson":
-        check_count(num_matvecs, "num_matvecs", "trace (hutchinson)", minimum=2)
         return _hutchinson(op, num_matvecs, key)
     if method == "hutchpp":
-        check_count(num_matvecs, "num_matvecs", "trace (hutchpp)", minimum=4)
         return _hutchpp(op, num_matvecs, key)
-    if method == "xtrace":
-        check_count(num_matvecs, "num_matvecs", "trace (xtrace)", minimum=4)
-        return _xtrace(op, min(num_matvecs // 2, op.shape[0]), key)
-    raise ValueError(f"trace: method must be one of {_METHODS}, received {method!r}")
+    return _xtrace(op, num_matvecs // 2, key)
 
 
 @eqx.filter_jit

@@ -9,6 +9,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jacscope._validation import check_number
+
 
 def check_norm(norm: Any, what: str) -> str:
     """`"inf"` for the l_inf ball, `"2"` for the l_2 ball; anything else is refused."""
@@ -25,9 +27,8 @@ def check_norm(norm: Any, what: str) -> str:
 
 
 def check_eps(eps: Any, what: str) -> None:
-    """Refuse a negative radius when it is a concrete number."""
-    if not isinstance(eps, jax.core.Tracer) and float(eps) < 0:
-        raise ValueError(f"{what}: eps must be >= 0, received {eps!r}")
+    """Refuse a radius that is not a finite number >= 0 when it is concrete."""
+    check_number(eps, f"{what}: eps", positive=False)
 
 
 def operator_norm(mat: jax.Array, norm: str) -> jax.Array:

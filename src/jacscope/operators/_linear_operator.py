@@ -128,6 +128,27 @@ class AbstractLinearOperator(eqx.Module):
         return f"{type(self).__name__}(shape=({m}, {n}), dtype={jnp.dtype(self.dtype).name})"
 
 
+def _check_product(fn: Callable, name: str, size_in: int, size_out: int, shape, dtype) -> None:
+    """Refuse at construction a product function that contradicts `shape` or `dtype`:
+    it is evaluated abstractly (`jax.eval_shape`, no arithmetic) on a `(size_in,)`
+    vector and must return a `(size_out,)` vector of `dtype`."""
+    try:
+        out = jax.eval_shape(fn, jax.ShapeDtypeStruct((size_in,), dtype))
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"LinearOperator: {name} cannot be applied to a vector of shape ({size_in},) "
+            f"and dtype {dtype}, as shape={shape} requires ({type(err).__name__}: {first})"
+        ) from None
+    got = (getattr(out, "shape", None), getattr(out, "dtype", None))
+    if got != ((size_out,), dtype):
+        raise ValueError(
+            f"LinearOperator: {name} maps a ({size_in},) vector to shape {got[0]} and dtype "
+            f"{got[1]}; shape={shape} and dtype={dtype} require shape ({size_out},) and "
+            f"dtype {dtype}"
+        )
+
+
 class LinearOperator(AbstractLinearOperator):
     """A linear operator from user functions.
 
@@ -137,6 +158,10 @@ class LinearOperator(AbstractLinearOperator):
     - `rmv`: `u -> A^T u`, flat `(m,)` to flat `(n,)`.
     - `shape`: `(m, n)`.
     - `dtype`: the dtype of the vectors it acts on.
+
+    Both functions are checked when the operator is built, by abstract evaluation
+    (no arithmetic): `mv` must map an `(n,)` vector of `dtype` to an `(m,)` vector of
+    `dtype` and `rmv` back, or a `ValueError` names the function and both shapes.
 
     ```python
     M = jnp.arange(6.0).reshape(2, 3)
@@ -156,6 +181,9 @@ class LinearOperator(AbstractLinearOperator):
         self.rmv_fn = rmv
         self.shape = (int(shape[0]), int(shape[1]))
         self.dtype = jnp.dtype(dtype)
+        m, n = self.shape
+        _check_product(mv, "mv", n, m, self.shape, self.dtype)
+        _check_product(rmv, "rmv", m, n, self.shape, self.dtype)
 
     def _mv(self, v):
         return self.mv_fn(v)

@@ -8,6 +8,7 @@ from typing import Any
 
 import jax
 
+from jacscope._validation import check_number
 from jacscope.parallel._iterate import default_tolerance, resolve_max_iter
 
 DEFAULT_WINDOW = 64
@@ -63,7 +64,7 @@ def make_options(
     return Options(
         method=method,
         length=length,
-        tol=default_tolerance(like) if tol is None else float(tol),
+        tol=default_tolerance(like) if tol is None else float(check_number(tol, "tol")),
         max_iter=resolve_max_iter(max_iter, cap),
         cap=cap,
         block_size=block,

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 
+from jacscope._validation import check_number
 from jacscope.penalties._frobenius import check_projections, jacobian_frobenius_penalty
 from jacscope.penalties._per_example import check_batch, example_fn
 
@@ -96,8 +97,9 @@ def nuclear_norm_penalty(
     if method == "denoising":
         if exact:
             raise ValueError(f"{what}: exact=True applies to method='jacobian' only")
-        if sigma is None or not float(sigma) > 0:
-            raise ValueError(f"{what}: method='denoising' needs sigma > 0, received {sigma!r}")
+        if sigma is None:
+            raise ValueError(f"{what}: method='denoising' needs sigma > 0, received None")
+        check_number(sigma, f"{what}: sigma")
         if key is None:
             raise ValueError(f"{what}: method='denoising' needs a jax.random key")
         num = check_projections(num_projections, what)

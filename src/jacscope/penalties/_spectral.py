@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jacscope._validation import check_vector_shape
+from jacscope._validation import check_start_vectors, check_vector_shape
 from jacscope.penalties._per_example import batch_jacobian, normalise_rows
 
 
@@ -88,6 +88,7 @@ def jacobian_spectral_penalty(
     v = jnp.asarray(v)
     shared = v.ndim == 1
     check_vector_shape(v, (d,) if shared else (batch, d), f"{what}: v")
+    check_start_vectors(v, f"{what}: v")
     if isinstance(num_iterations, bool) or not isinstance(num_iterations, int):
         raise ValueError(
             f"{what}: num_iterations must be an integer >= 1, received {num_iterations!r}"

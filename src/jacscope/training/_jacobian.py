@@ -87,8 +87,8 @@ def training_jacobian(
       and the chunk layout. A later call of the same run resumes after the last
       finished chunk, recomputes any chunk whose checksum no longer matches, and gives
       a bitwise identical J; a different run is refused naming what differs. One
-      process writes a folder at a time (`out/.lock`). In a multi-process run the
-      folder must be shared.
+      process writes a folder at a time (an advisory lock on `out`). In a
+      multi-process run the folder must be shared.
     - `force`: with `out`, discard a folder written for a different configuration
       (otherwise that raises `ValueError`).
     - `config`: a JSON-able dict describing what built the run (model, seed, ...),

@@ -11,7 +11,7 @@ density on its own, so that a killed run resumes without recomputing finished wo
 - `manifest.json`: hashes of the run (`TrainingRun.fingerprint`: params0, the batches,
   the step as a program), `config` and the options; a folder written for something
   else is refused, naming what differs, unless `force=True`. One process writes a
-  folder at a time (`out/.lock`).
+  folder at a time (an advisory lock on `out`).
 - `top_j.npz` / `top_j.json`, `top_j_minus_i.npz` / `.json`: singular triplets
   (`U` (P, k), `S`, `Vt` (k, P), residuals) and their summary.
 - `probes/batch_<b>.npz`: the quadrature nodes and weights of probe batch b.
