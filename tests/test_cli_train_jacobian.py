@@ -43,7 +43,7 @@ def test_writes_every_file(finished):
     J = np.load(finished / "jacobian.npy")
     assert J.shape == (report["num_params"],) * 2
     with np.load(finished / "spectrum.npz") as spectrum:
-        assert set(spectrum.files) == {"S"}
+        assert set(spectrum.files) == {"S", "jacobian"}  # and the digest of the J it is of
         S = spectrum["S"]
     exact = np.linalg.svd(J.astype(np.float64), compute_uv=False)
     np.testing.assert_allclose(S, exact, rtol=1e-4, atol=1e-5)
@@ -104,6 +104,39 @@ def test_bad_options_are_refused_before_writing(tmp_path, capsys, option, value,
     assert main(["train-jacobian", *TINY, option, value, "--out", str(out)]) == 2
     assert named in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_spectrum_of_another_jacobian_is_not_reused(finished):
+    # As after J was recomputed: spectrum.npz and one analysis derived from another J.
+    args = ["train-jacobian", *TINY, "--restricted-ks", "30,120", "--out", str(finished)]
+    with np.load(finished / "spectrum.npz") as saved:
+        S, digest = saved["S"], str(saved["jacobian"])
+    np.savez(finished / "spectrum.npz", S=np.zeros_like(S), jacobian=np.array("another J"))
+    record = json.loads((finished / "analyses" / "alignment.json").read_text())
+    assert record["params"]["jacobians"] == {"main": digest}
+    record["params"]["jacobians"]["main"] = "another J"
+    (finished / "analyses" / "alignment.json").write_text(json.dumps(record))
+    assert main(args) == 0
+    report = json.loads((finished / "report.json").read_text())
+    assert "svd" not in report["resumed"] and "alignment" not in report["resumed"]
+    assert "outputs" in report["resumed"]
+    with np.load(finished / "spectrum.npz") as saved:
+        np.testing.assert_array_equal(saved["S"], S)
+        assert str(saved["jacobian"]) == digest
+
+
+@pytest.mark.parametrize("name", ["spectrum.npz", "analyses/outputs.json"])
+def test_a_truncated_result_is_named_without_a_traceback(finished, capsys, name):
+    path = finished / name
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 3])
+    try:
+        args = ["train-jacobian", *TINY, "--restricted-ks", "30,120", "--out", str(finished)]
+        assert main(args) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"{path} is unreadable or damaged" in err and "Traceback" not in err
+    finally:
+        path.write_bytes(content)
 
 
 def test_force_starts_over_for_another_config(finished):

@@ -17,9 +17,12 @@ import socket
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -65,8 +68,32 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> 
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """The JSON value stored at `path`."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """The JSON value stored at `path`; a missing, unreadable or damaged file is a
+    `FolderError` naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FolderError(f"{path} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise FolderError(f"{path} is unreadable or damaged ({err}){_START_OVER}") from None
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, Any]:
+    """The arrays stored in the `.npz` file at `path`, read in full; a missing,
+    truncated or damaged file is a `FolderError` naming it."""
+    try:
+        with np.load(path) as data:
+            return {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise FolderError(f"{path} is missing") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise FolderError(f"{path} is unreadable or damaged ({err}){_START_OVER}") from None
+
+
+_START_OVER = (
+    "; delete it and rerun the command to recompute it, or pass force=True (--force) to "
+    "start over"
+)
 
 
 class FolderError(ValueError):

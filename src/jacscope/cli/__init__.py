@@ -9,6 +9,7 @@ nothing themselves.
 from __future__ import annotations
 
 import argparse
+import errno
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -18,7 +19,7 @@ from jacscope.cli import _report, _spectrum, _train_jacobian
 
 COMMANDS = (_spectrum, _train_jacobian, _report)
 
-_USER_ERRORS = (ValueError, FileExistsError, FloatingPointError)
+_USER_ERRORS = (ValueError, FloatingPointError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,16 +39,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run `jacscope` with `argv` (default: the process arguments); return the exit status.
 
     The host's CPU cores become JAX devices first (`jacscope.use_cpu_cores`), so that
-    chunked work runs on all of them. Errors in what the user asked for
-    (`ValueError`, `FileExistsError`, `FloatingPointError`) are printed as one line
-    and give status 2.
+    chunked work runs on all of them. What the user's situation causes is printed as
+    one line and gives status 2: errors in what was asked (`ValueError`,
+    `FileExistsError`, `FloatingPointError`, `jacscope.FolderError`) and the file
+    system's refusals (`OSError`: a folder under a file, no permission, a read-only
+    or full disk). Finished stages are kept, so the same command resumes from them.
     """
     args = build_parser().parse_args(argv)
     jacscope.use_cpu_cores()
     try:
         return int(args.run(args))
     except _USER_ERRORS as error:
-        Console(stderr=True).print(
-            f"[bold red]jacscope {args.command}: error:[/] {error}", highlight=False
+        message = str(error)
+    except OSError as error:
+        message = _os_error_message(error, getattr(args, "out", None))
+    Console(stderr=True).print(
+        f"[bold red]jacscope {args.command}: error:[/] {message}", highlight=False, soft_wrap=True
+    )
+    return 2
+
+
+def _os_error_message(error: OSError, out) -> str:
+    if error.errno is None:  # raised by jacscope with its own message
+        return str(error)
+    what = f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
+    if error.errno == errno.ENOSPC:
+        kept = f" in {out}" if out is not None else ""
+        return (
+            f"the disk is full ({what}); every stage finished before it is kept{kept}, "
+            "and the same command resumes from them once space is free"
         )
-        return 2
+    return what

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from jacscope._io import read_json, write_json_atomic
+from jacscope.cli._types import positive_float, positive_int
 from jacscope.jobs.spectrum import (
     STAGES,
     SpectrumConfig,
@@ -62,21 +63,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=defaults.wrt,
         help="differentiate with respect to the parameters or the input batch (%(default)s)",
     )
-    add("--k", type=int, default=defaults.k, help="number of singular values (%(default)s)")
+    add(
+        "--k", type=positive_int, default=defaults.k, help="number of singular values (%(default)s)"
+    )
     add("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    add("--epochs", type=int, default=defaults.epochs, help="SGD epochs (%(default)s)")
-    add("--batch-size", type=int, default=defaults.batch_size, help="SGD batch (%(default)s)")
-    add("--lr", type=float, default=defaults.learning_rate, help="SGD step (%(default)s)")
+    add("--epochs", type=positive_int, default=defaults.epochs, help="SGD epochs (%(default)s)")
+    add(
+        "--batch-size",
+        type=positive_int,
+        default=defaults.batch_size,
+        help="SGD batch (%(default)s)",
+    )
+    add("--lr", type=positive_float, default=defaults.learning_rate, help="SGD step (%(default)s)")
     add(
         "--hidden",
-        type=int,
+        type=positive_int,
         nargs="+",
         default=list(defaults.hidden),
         help="hidden widths of the MLP (%(default)s)",
     )
     add(
         "--examples",
-        type=int,
+        type=positive_int,
         default=defaults.num_examples,
         help="first test examples in the batch J is taken on (%(default)s)",
     )
@@ -86,7 +94,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=defaults.method,
         help="top-k SVD method (%(default)s)",
     )
-    add("--depth", type=int, default=None, help="Lanczos depth (min(6 k + 20, min(m, n)))")
+    add("--depth", type=positive_int, default=None, help="Lanczos depth (min(6 k + 20, min(m, n)))")
     add(
         "--trace-method",
         choices=("hutchinson", "hutchpp", "xtrace"),
@@ -95,7 +103,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     add(
         "--matvecs",
-        type=int,
+        type=positive_int,
         default=defaults.num_matvecs,
         help="products for tr(J J^T), probes for ||J||_F^2 (%(default)s)",
     )

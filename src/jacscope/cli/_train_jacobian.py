@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from jacscope.cli._types import fraction, positive_float, positive_int
 from jacscope.jobs.matrix_free import MODE as MATRIX_FREE
 from jacscope.jobs.matrix_free import run_matrix_free
 from jacscope.jobs.train_jacobian import ANALYSES, DEFAULT_ANALYSES, run_train_jacobian
@@ -54,21 +55,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--labels", choices=("real", "shuffled"), default=defaults.labels)
     parser.add_argument("--inputs", choices=("real", "noise"), default=defaults.inputs)
-    parser.add_argument("--hidden", type=int, default=defaults.hidden, help="hidden width")
-    parser.add_argument("--depth", type=int, default=defaults.depth, help="hidden layers")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--hidden", type=positive_int, default=defaults.hidden, help="hidden width")
+    parser.add_argument("--depth", type=positive_int, default=defaults.depth, help="hidden layers")
+    parser.add_argument("--epochs", type=positive_int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default=defaults.optimizer)
     parser.add_argument(
-        "--lr", type=float, default=None, help="peak learning rate (default: 0.1 SGD, 3e-3 Adam)"
+        "--lr",
+        type=positive_float,
+        default=None,
+        help="peak learning rate (default: 0.1 SGD, 3e-3 Adam)",
     )
-    parser.add_argument("--momentum", type=float, default=defaults.momentum, help="SGD momentum")
+    parser.add_argument("--momentum", type=fraction, default=defaults.momentum, help="SGD momentum")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="initialisation seed")
     parser.add_argument(
         "--data-seed", type=int, default=defaults.data_seed, help="seed of the data controls"
     )
     parser.add_argument(
-        "--train-size", type=int, default=None, help="use the first N training examples"
+        "--train-size", type=positive_int, default=None, help="use the first N training examples"
     )
     parser.add_argument("--dtype", choices=("float32", "float64"), default=defaults.dtype)
     parser.add_argument(
@@ -91,29 +95,38 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--svd-dtype", choices=("float32", "float64"), default="float32", help="SVD precision"
     )
     parser.add_argument(
-        "--chunk-size", type=int, default=None, help="columns of J per chunk (default: by memory)"
+        "--chunk-size",
+        type=positive_int,
+        default=None,
+        help="columns of J per chunk (default: by memory)",
     )
-    parser.add_argument("--max-bytes", type=int, default=None, help="memory budget for J's chunks")
+    parser.add_argument(
+        "--max-bytes", type=positive_int, default=None, help="memory budget for J's chunks"
+    )
     parser.add_argument("--force", action="store_true", help="discard DIR's results, start over")
     free = parser.add_argument_group(
         "matrix-free (models too large for the exact J: top-k triplets of J and J - I, "
         "a density of J's singular values and estimated region counts)"
     )
     free.add_argument("--matrix-free", action="store_true", help="never form J")
-    free.add_argument("--k", type=int, default=64, help="singular triplets of J and of J - I")
+    free.add_argument(
+        "--k", type=positive_int, default=64, help="singular triplets of J and of J - I"
+    )
     free.add_argument("--method", choices=("lanczos", "randomized"), default="lanczos")
     free.add_argument(
-        "--lanczos-depth", type=int, default=None, help="Lanczos steps (default 3k + 20)"
+        "--lanczos-depth", type=positive_int, default=None, help="Lanczos steps (default 3k + 20)"
     )
     free.add_argument(
         "--tol",
-        type=float,
+        type=positive_float,
         default=None,
         help="stop Lanczos early once every residual is below TOL times its singular value "
         "(--lanczos-depth is then the most steps)",
     )
-    free.add_argument("--probes", type=int, default=8, help="probes of the density")
-    free.add_argument("--density-depth", type=int, default=40, help="Lanczos steps per probe")
+    free.add_argument("--probes", type=positive_int, default=8, help="probes of the density")
+    free.add_argument(
+        "--density-depth", type=positive_int, default=40, help="Lanczos steps per probe"
+    )
     free.add_argument(
         "--checkpoint-every",
         type=_checkpoint_every,

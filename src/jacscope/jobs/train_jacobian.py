@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jacscope._io import atomic_path, folder_lock, read_json, write_json_atomic
+from jacscope._io import atomic_path, folder_lock, load_npz, read_json, write_json_atomic
 from jacscope._memory import peak_memory_mib
 from jacscope._validation import nonfinite_steps
 from jacscope.models import accuracy, cross_entropy
@@ -47,6 +47,7 @@ from jacscope.training import (
     bulk_order,
     data_dependence,
     function_space_overlap,
+    jacobian_digest,
     output_sensitivity,
     perturbation_response,
     probe_inputs,
@@ -197,15 +198,13 @@ def load_result(folder: Path, name: str) -> dict | None:
     record = read_json(path)
     merged = dict(record["numbers"])
     if record["arrays"]:
-        with np.load(Path(folder) / record["arrays"]) as data:
-            merged.update({key: data[key] for key in data.files})
+        merged.update(load_npz(Path(folder) / record["arrays"]))
     return merged
 
 
 def load_spectrum(folder: Path) -> dict[str, np.ndarray]:
     """The arrays of `spectrum.npz` in a job folder (`S`, and `U`, `Vt` if saved)."""
-    with np.load(Path(folder) / "spectrum.npz") as data:
-        return {key: data[key] for key in data.files}
+    return load_npz(Path(folder) / "spectrum.npz")
 
 
 def _save_spectrum(path: Path, **arrays: np.ndarray) -> None:
@@ -314,6 +313,7 @@ class _Job:
         self.theta_T = None
         self.J: np.ndarray | None = None
         self.need_vectors = False
+        self.digest: str | None = None  # of the main J, once it is finished
         self._svd: tuple | None = None
 
     def mark_resumed(self, stage: str) -> None:
@@ -369,6 +369,9 @@ class _Job:
         if self._svd is not None and (self._svd[0] is not None or not vectors):
             return self._svd
         saved = load_spectrum(self.out) if (self.out / "spectrum.npz").exists() else {}
+        if saved and str(saved.get("jacobian")) != self.digest:
+            self.log("spectrum.npz was computed from another J: decomposing again")
+            saved = {}
         if "U" in saved or ("S" in saved and not vectors):
             self._svd = (saved.get("U"), saved["S"], saved.get("Vt"))
             self.mark_resumed("svd")
@@ -380,7 +383,9 @@ class _Job:
         self.record_time("svd", time.perf_counter() - start)
         U, S, Vt = self._svd
         vectors_too = {"U": U, "Vt": Vt} if vectors and self.options["save_vectors"] else {}
-        _save_spectrum(self.out / "spectrum.npz", S=S, **vectors_too)
+        _save_spectrum(
+            self.out / "spectrum.npz", S=S, jacobian=np.array(str(self.digest)), **vectors_too
+        )
         return self._svd
 
     def extra_spectrum(self, name: str, config: TrainingConfig, vectors: bool) -> tuple:
@@ -388,12 +393,14 @@ class _Job:
         folder = self.out / "extra" / name
         path = folder / "spectrum.npz"
         if path.exists() and not vectors:
-            return load_spectrum(folder)["S"], None
+            saved = load_spectrum(folder)
+            if str(saved.get("jacobian")) == jacobian_digest(folder):
+                return saved["S"], None
         self.log(f"exact training Jacobian of the {name.replace('_', ' ')} run")
         J, _ = self.jacobian(build_run(config), folder, name)
         self.log(f"SVD of the {name.replace('_', ' ')} Jacobian")
         _, S, Vt = self.decompose(J, vectors)
-        _save_spectrum(path, S=S)
+        _save_spectrum(path, S=S, jacobian=np.array(str(jacobian_digest(folder))))
         return S, Vt
 
     # --- analyses ---------------------------------------------------------------------
@@ -404,17 +411,30 @@ class _Job:
         return lambda params: cross_entropy(apply_fn(params, x), y)
 
     def params(self, name: str) -> dict:
-        """The settings of analysis `name`; a saved result is reused only if they match."""
+        """The settings of analysis `name` and the digests of the Jacobians it reads; a
+        saved result is reused only if they match."""
         config = self.config
+        settings = {"taus": list(TAUS)}
+        extra = []  # the further Jacobians it reads, by folder name under extra/
         if name == "linearity":
-            return {"taus": list(TAUS), "directions": ["bulk", "top"], "eps": list(DEFAULT_EPS)}
-        if name == "restricted":
-            return {"ks": self.options["restricted_ks"]}
-        if name == "outputs":
-            return {"taus": list(TAUS), "scale": 1.0, "noise_seed": config.seed}
-        if name == "seeds":
-            return {"taus": list(TAUS), "principal_tau": 1e-2, "other_seed": config.seed + 1}
-        return {"taus": list(TAUS)}
+            settings = {"taus": list(TAUS), "directions": ["bulk", "top"], "eps": list(DEFAULT_EPS)}
+        elif name == "restricted":
+            settings = {"ks": self.options["restricted_ks"]}
+        elif name == "outputs":
+            settings = {"taus": list(TAUS), "scale": 1.0, "noise_seed": config.seed}
+        elif name == "seeds":
+            settings = {"taus": list(TAUS), "principal_tau": 1e-2, "other_seed": config.seed + 1}
+            extra = [f"seed_{config.seed + 1}"]
+        elif name == "data":
+            base = dataclasses.replace(config, labels="real", inputs="real")
+            extra = [
+                label.replace(" ", "_")
+                for label, change in _DATA_VARIANTS
+                if dataclasses.replace(base, **change) != config
+            ]
+        digests = {"main": self.digest}
+        digests.update({slug: jacobian_digest(self.out / "extra" / slug) for slug in extra})
+        return {**settings, "jacobians": digests}
 
     def analysis(self, name: str, params: dict):
         setup, config = self.setup, self.config
@@ -567,6 +587,7 @@ def run_train_jacobian(
 
         job.log("exact training Jacobian")
         job.J, info = job.jacobian(setup, out, "main")
+        job.digest = jacobian_digest(out)
         if info["computed"]:
             job.record_time("jacobian", info["seconds"])
         else:
@@ -588,11 +609,11 @@ def run_train_jacobian(
                 job.mark_resumed(name)
                 continue
             job.log(f"analysis: {name}")
-            params = job.params(name)
             t0 = time.perf_counter()
-            result = job.analysis(name, params)
+            result = job.analysis(name, job.params(name))
             seconds = time.perf_counter() - t0
-            records[name] = save_result(analyses_dir, name, result, seconds, params)
+            # recorded after the run: the further Jacobians it read are finished now
+            records[name] = save_result(analyses_dir, name, result, seconds, job.params(name))
 
         timings = dict(job.state["timings"])
         timings.update({f"analysis:{name}": rec["seconds"] for name, rec in records.items()})

@@ -35,7 +35,14 @@ import numpy as np
 
 from jacscope import linalg
 from jacscope._fingerprint import differing, hash_json
-from jacscope._io import FolderError, atomic_path, folder_lock, read_json, write_json_atomic
+from jacscope._io import (
+    FolderError,
+    atomic_path,
+    folder_lock,
+    load_npz,
+    read_json,
+    write_json_atomic,
+)
 from jacscope._memory import peak_memory_mib
 from jacscope.linalg._svd import default_depth as linalg_default_depth
 from jacscope.operators import identity
@@ -570,8 +577,7 @@ def _density_batches(op, key, grid, bandwidth, options, folder, counter, progres
         size = min(per_batch, num_probes - batch * per_batch)
         path = None if folder is None else folder / "probes" / f"batch_{batch:05d}.npz"
         if path is not None and path.exists():
-            with np.load(path) as saved:
-                part = {name: saved[name] for name in saved.files}
+            part = load_npz(path)
             resumed.append(batch)
             done["sweeps"] += 2 * depth * size
         else:

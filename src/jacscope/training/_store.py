@@ -19,8 +19,8 @@ when `jacobian.npy` cannot be opened (truncated), is recomputed, with a warning.
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import json
 import os
 import warnings
 from typing import Any
@@ -40,12 +40,7 @@ def read_manifest(folder: str) -> dict | None:
     path = os.path.join(folder, MANIFEST)
     if not os.path.exists(path):
         return None
-    try:
-        return read_json(path)
-    except (OSError, json.JSONDecodeError) as err:
-        raise FolderError(
-            f"{path} is unreadable ({err}); pass force=True (--force) to start over"
-        ) from None
+    return read_json(path)
 
 
 class ChunkStore:
@@ -167,6 +162,14 @@ class ChunkStore:
         )
         matrix.flush()
         del matrix
+        # Reserve the file's blocks now: a full disk is then an OSError (ENOSPC) here,
+        # not a SIGBUS when a memory-mapped chunk is first written.
+        with open(self._matrix_path, "rb+") as handle:
+            try:
+                os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+            except OSError as err:
+                if err.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    raise
 
     def _checksum(self, chunk: int) -> str:
         start, stop = self.chunks[chunk]
@@ -223,6 +226,20 @@ class ChunkStore:
             **self.info,
         }
         write_json_atomic(self._manifest_path, manifest, indent=1)
+
+
+def jacobian_digest(folder: str | os.PathLike) -> str | None:
+    """A digest of the finished training Jacobian stored in `folder`: one hash of the
+    computation's fingerprint and every chunk's SHA-256, so two folders share it only if
+    they hold the same columns of the same computation. Results derived from a J (its
+    spectrum, the analyses) record it and are reused only while it is unchanged.
+
+    **Returns:** the hex digest, or `None` unless every chunk of J is finished.
+    """
+    manifest = read_manifest(os.fspath(folder))
+    if manifest is None or len(manifest.get("finished", ())) != len(manifest.get("chunks", ())):
+        return None
+    return combined_hash({"computation": manifest["hash"], **manifest["checksums"]})
 
 
 def _check_npy_size(path: str) -> None:
