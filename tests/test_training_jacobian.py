@@ -317,6 +317,7 @@ def test_two_distributed_processes_equal_one(momentum_case, tmp_path):
         subprocess.Popen(
             [sys.executable, "-c", textwrap.dedent(code), str(rank), str(port), str(tmp_path)],
             cwd=HERE,
+            env={**os.environ, "JACSCOPE_CPU_DEVICES": "1"},  # one local device each
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -3,6 +3,7 @@ finished chunks are checksummed, one process writes at a time, and a run killed 
 moment resumes to the bitwise result of an uninterrupted one."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -99,6 +100,7 @@ def test_sigkill_at_any_moment_then_rerun_is_bitwise_identical(uninterrupted, tm
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(_KILLED), moment, str(tmp_path)],
         cwd=HERE,
+        env={**os.environ, "JACSCOPE_CPU_DEVICES": "1"},  # one device, as in this process
         capture_output=True,
         text=True,
         timeout=180,

@@ -4,6 +4,10 @@ The public API: the operator protocol and the training Jacobian are re-exported
 here; each capability is a subpackage (`jacscope.linalg`, `jacscope.training`,
 `jacscope.penalties`, `jacscope.lipschitz`, `jacscope.propagation`,
 `jacscope.parallel`) with its own explicit re-exports.
+
+Importing jacscope before JAX has run anything asks JAX for one CPU device per core
+(`JACSCOPE_CPU_DEVICES` sets another count), so that chunked work such as
+`training_jacobian` fills the host; see `jacscope.use_cpu_cores`.
 """
 
 from jacscope import data as data
@@ -16,6 +20,7 @@ from jacscope import penalties as penalties
 from jacscope import propagation as propagation
 from jacscope import training as training
 from jacscope._devices import use_cpu_cores as use_cpu_cores
+from jacscope._devices import use_cpu_cores_by_default
 from jacscope._io import FolderError as FolderError
 from jacscope.linalg import Estimate as Estimate
 from jacscope.operators import AbstractLinearOperator as AbstractLinearOperator
@@ -29,3 +34,5 @@ from jacscope.training import training_jacobian as training_jacobian
 from jacscope.training import training_jacobian_operator as training_jacobian_operator
 
 __version__ = "0.1.0"
+
+use_cpu_cores_by_default()

@@ -4,7 +4,11 @@ XLA runs one program on a CPU device with little parallelism outside its matrix
 products. `training_jacobian` shards its chunks of tangent columns over devices
 (`jax.sharding`), so with one device per core every core works on a chunk of its
 own: on a 2-core host the exact Jacobian of the default run takes about 15% less
-time. JAX fixes its devices when it first runs anything, so this must come first.
+time. JAX fixes its devices when it first runs anything, so `import jacscope` asks
+for one CPU device per core, unless JAX has already started, the user chose a count
+(`jax_num_cpu_devices`, `--xla_force_host_platform_device_count` in `XLA_FLAGS`),
+or `JACSCOPE_CPU_DEVICES` names one (`JACSCOPE_CPU_DEVICES=1` keeps JAX's single
+device). Arrays still live on the first device unless placed elsewhere.
 """
 
 from __future__ import annotations
@@ -14,14 +18,16 @@ import os
 import jax
 
 _FLAG = "xla_force_host_platform_device_count"
+_ENV = "JACSCOPE_CPU_DEVICES"
 
 
 def use_cpu_cores(count: int | None = None) -> int:
     """Expose the host's CPU as `count` JAX devices (default: one per core).
 
-    Call it right after `import jax`, before any JAX computation; the command line
-    does. Later calls leave the devices as they are, as does an explicit
-    `--xla_force_host_platform_device_count` in `XLA_FLAGS`.
+    `import jacscope` already asks for one device per core; call this before any JAX
+    computation for another count. Once JAX has started, calls leave the devices as
+    they are, as does an explicit `--xla_force_host_platform_device_count` in
+    `XLA_FLAGS`.
 
     **Arguments:**
 
@@ -34,9 +40,24 @@ def use_cpu_cores(count: int | None = None) -> int:
     count = (os.cpu_count() or 1) if count is None else count
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a positive integer, received {count!r}")
+    _request(count)
+    return len(jax.devices("cpu"))
+
+
+def use_cpu_cores_by_default() -> None:
+    """What `import jacscope` does: ask for `JACSCOPE_CPU_DEVICES` CPU devices (default
+    one per core) unless a count was chosen already; JAX starts no sooner for it."""
+    if jax.config.jax_num_cpu_devices != -1:  # set by the user
+        return
+    requested = os.environ.get(_ENV, "").strip()
+    if requested and (not requested.isdigit() or int(requested) < 1):
+        raise ValueError(f"{_ENV} must be a positive integer, received {requested!r}")
+    _request(int(requested) if requested else os.cpu_count() or 1)
+
+
+def _request(count: int) -> None:
     if _FLAG not in os.environ.get("XLA_FLAGS", ""):
         try:
             jax.config.update("jax_num_cpu_devices", count)
         except RuntimeError:  # JAX has already run something: its devices are fixed
             pass
-    return len(jax.devices("cpu"))

@@ -91,8 +91,7 @@ def load_npz(path: str | os.PathLike) -> dict[str, Any]:
 
 
 _START_OVER = (
-    "; delete it and rerun the command to recompute it, or pass force=True (--force) to "
-    "start over"
+    "; delete it and rerun the command to recompute it, or pass force=True (--force) to start over"
 )
 
 

@@ -1,4 +1,5 @@
-"""Peak resident memory of this process, for the reports of long jobs."""
+"""Memory in messages and reports: the peak resident memory of this process, and byte
+counts written for people."""
 
 from __future__ import annotations
 
@@ -10,3 +11,13 @@ def peak_memory_mib() -> float:
     """Peak resident set size of this process so far (`ru_maxrss`), in MiB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
+
+
+def format_bytes(num: int) -> str:
+    """A byte count with a binary unit: `1536` -> `"1.5 KiB"`."""
+    value = float(num)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} PiB"

@@ -7,6 +7,7 @@ shape or argument.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -58,9 +59,7 @@ def check_batch_shape(x: Any, leading: int, what: str) -> None:
     """Raise `ValueError` unless `x` is a matrix whose first axis has length `leading`."""
     shape = tuple(jnp.shape(x))
     if len(shape) != 2 or shape[0] != leading:
-        raise ValueError(
-            f"{what} expects a matrix of shape ({leading}, k), received shape {shape}"
-        )
+        raise ValueError(f"{what} expects a matrix of shape ({leading}, k), received shape {shape}")
 
 
 def check_rank(k: int, shape: tuple[int, int], what: str) -> None:
@@ -90,8 +89,11 @@ def check_number(value: Any, what: str, *, positive: bool = True) -> Any:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{what} must be a finite number {bound}, received {value!r}") from None
-    if isinstance(value, bool) or not np.isfinite(number) or number < 0 or (
-        positive and number == 0
+    if (
+        isinstance(value, bool)
+        or not np.isfinite(number)
+        or number < 0
+        or (positive and number == 0)
     ):
         raise ValueError(f"{what} must be a finite number {bound}, received {value!r}")
     return value
@@ -112,3 +114,43 @@ def check_start_vectors(v: Any, what: str) -> None:
     if zero.size:
         where = "" if np.ndim(v) < 2 else f" (row {int(zero[0])} of {rows.shape[0]})"
         raise ValueError(f"{what} is a zero vector{where}; start from a random one")
+
+
+def is_prng_key(leaf: Any) -> bool:
+    """Whether `leaf` is an array of typed PRNG keys (`jax.random.key`)."""
+    return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def check_step_batches(batches: Any) -> None:
+    """Refuse batches a training run cannot take, naming why: an iterator (the run is
+    replayed, so every batch is needed up front), a leaf that is not an array, leaves
+    whose leading step axes differ."""
+    if isinstance(batches, Iterator):
+        raise TypeError(
+            "batches is an iterator; a training run is replayed, so it needs every step's "
+            "batch up front: jacscope.data.stack_batches(batches) stacks them along a "
+            "leading step axis"
+        )
+    leaves = jax.tree_util.tree_leaves_with_path(batches)
+    if not leaves:
+        raise ValueError("batches holds no arrays")
+    lengths = {}
+    for path, leaf in leaves:
+        if not hasattr(leaf, "shape") or len(leaf.shape) == 0:
+            raise ValueError(
+                f"batches{jax.tree_util.keystr(path)} is {type(leaf).__name__} "
+                f"{getattr(leaf, 'shape', '')}, not an array with a leading step axis"
+            )
+        lengths[f"batches{jax.tree_util.keystr(path)}"] = leaf.shape[0]
+    if len(set(lengths.values())) != 1:
+        described = ", ".join(f"{name} has {n}" for name, n in lengths.items())
+        raise ValueError(f"every leaf of batches must share the leading step axis; {described}")
+
+
+def looks_like_step_list(batches: Any) -> bool:
+    """Whether `batches` is a list or tuple of two or more batches of one structure,
+    each a container (the layout `stack_batches` takes, not a stacked pytree)."""
+    if not isinstance(batches, list | tuple) or len(batches) < 2:
+        return False
+    structures = {jax.tree.structure(item) for item in batches}
+    return len(structures) == 1 and structures.pop().num_nodes > 1

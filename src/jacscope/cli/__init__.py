@@ -38,15 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `jacscope` with `argv` (default: the process arguments); return the exit status.
 
-    The host's CPU cores become JAX devices first (`jacscope.use_cpu_cores`), so that
-    chunked work runs on all of them. What the user's situation causes is printed as
+    `import jacscope` has made the host's CPU cores JAX devices (`jacscope.use_cpu_cores`),
+    so that chunked work runs on all of them. What the user's situation causes is printed as
     one line and gives status 2: errors in what was asked (`ValueError`,
     `FileExistsError`, `FloatingPointError`, `jacscope.FolderError`) and the file
     system's refusals (`OSError`: a folder under a file, no permission, a read-only
     or full disk). Finished stages are kept, so the same command resumes from them.
     """
     args = build_parser().parse_args(argv)
-    jacscope.use_cpu_cores()
     try:
         return int(args.run(args))
     except _USER_ERRORS as error:

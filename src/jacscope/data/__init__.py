@@ -1,6 +1,8 @@
 """Embedded datasets and batching: scikit-learn digits and MNIST-1D (generated offline)."""
 
+from jacscope.data._batches import batch_bytes as batch_bytes
 from jacscope.data._batches import make_batches as make_batches
+from jacscope.data._batches import stack_batches as stack_batches
 from jacscope.data._datasets import Dataset as Dataset
 from jacscope.data._datasets import load_dataset as load_dataset
 from jacscope.data._datasets import load_digits as load_digits

@@ -140,9 +140,10 @@ def jackson_coefficients(degree: int) -> np.ndarray:
     """Jackson damping factors `g_0..g_m` (Di Napoli, Polizzi & Saad 2016, eq. 3.9)."""
     j = np.arange(degree + 1)
     a = np.pi / (degree + 2)
-    return ((1 - j / (degree + 2)) * np.sin(a) * np.cos(j * a) + np.cos(a) * np.sin(j * a) / (
-        degree + 2
-    )) / np.sin(a)
+    return (
+        (1 - j / (degree + 2)) * np.sin(a) * np.cos(j * a)
+        + np.cos(a) * np.sin(j * a) / (degree + 2)
+    ) / np.sin(a)
 
 
 def _window_coefficients(alpha: float, beta: float, degree: int) -> np.ndarray:
@@ -353,9 +354,7 @@ def chebyshev_count(
     edges = np.zeros(num_probes)
     for near_lo, near_hi in _edge_neighbourhoods(alpha, beta, delta):  # widened by delta
         theta_lo, theta_hi = np.arccos(near_lo), np.arccos(near_hi)
-        edges += per_probe(
-            np.cos(min(theta_lo + delta, np.pi)), np.cos(max(theta_hi - delta, 0.0))
-        )
+        edges += per_probe(np.cos(min(theta_lo + delta, np.pi)), np.cos(max(theta_hi - delta, 0.0)))
     edges /= 1 - tail
     root = math.sqrt(num_probes)
     t = _quantile(1 - (1 - confidence) / 4, num_probes)

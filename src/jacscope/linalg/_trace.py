@@ -137,9 +137,7 @@ def _frobenius_sq(op, num_matvecs, key):
     return mean_estimate(samples, num_matvecs)
 
 
-def frobenius_sq(
-    op: AbstractLinearOperator, *, key: jax.Array, num_matvecs: int = 100
-) -> Estimate:
+def frobenius_sq(op: AbstractLinearOperator, *, key: jax.Array, num_matvecs: int = 100) -> Estimate:
     r"""Randomized estimate of `||A||_F^2 = tr(A^T A)` for any operator `A` (m x n).
 
     `mean_i ||A v_i||^2` over `num_matvecs` Rademacher probes `v_i` in R^n (Hutchinson

@@ -9,21 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jacscope._memory import format_bytes
 from jacscope.operators._linear_operator import AbstractLinearOperator
 
 _MATRIX_FREE = (
     "op.mv / op.rmv / op.mm, jacscope.linalg.svd_topk, jacscope.linalg.spectral_norm, "
     "jacscope.linalg.trace, jacscope.linalg.frobenius_sq, jacscope.linalg.spectral_density"
 )
-
-
-def _fmt_bytes(num: int) -> str:
-    value = float(num)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if value < 1024 or unit == "PiB":
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 class DenseTooLarge(MemoryError):
@@ -40,8 +32,8 @@ class DenseTooLarge(MemoryError):
         self.max_bytes = int(max_bytes)
         super().__init__(
             f"the dense {shape[0]} x {shape[1]} {self.dtype.name} matrix needs "
-            f"{self.needed_bytes:,} bytes ({_fmt_bytes(self.needed_bytes)}), over the budget "
-            f"max_bytes={self.max_bytes:,} ({_fmt_bytes(self.max_bytes)}). "
+            f"{self.needed_bytes:,} bytes ({format_bytes(self.needed_bytes)}), over the budget "
+            f"max_bytes={self.max_bytes:,} ({format_bytes(self.max_bytes)}). "
             f"Use the matrix-free functions instead: {_MATRIX_FREE}."
         )
 

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from jacscope._parameters import describe_shapes, ravel_parameters
 from jacscope._validation import check_finite
 from jacscope.operators._linear_operator import AbstractLinearOperator
 
@@ -45,8 +46,9 @@ class JacobianOperator(AbstractLinearOperator):
         return out
 
     def ravel_input(self, tree: Any) -> jax.Array:
-        """Flatten a pytree shaped like the differentiated argument(s)."""
-        return ravel_pytree(tree)[0]
+        """Flatten a pytree shaped like the differentiated argument(s) (its
+        floating-point array leaves)."""
+        return ravel_parameters(tree)[0]
 
     def ravel_output(self, tree: Any) -> jax.Array:
         """Flatten a pytree shaped like the function's output."""
@@ -62,11 +64,16 @@ def jacobian_operator(fn: Callable, *args: Any, wrt: int | Sequence[int] = 0) ->
 
     `fn` is any JAX function of pytrees returning a pytree of arrays. `wrt` is an
     argument index, or a tuple of them (the differentiated arguments are then
-    flattened together, in that order). The operator maps R^n -> R^m with n the
-    number of differentiated scalars and m the number of output scalars.
+    flattened together, in that order). Of a differentiated argument, the
+    floating-point array leaves are differentiated and the rest (the activation
+    functions of an `eqx.nn.MLP`, integer arrays, PRNG keys) held fixed, so an
+    equinox Module or flax variables are passed as they are. The operator maps
+    R^n -> R^m with n the number of differentiated scalars and m the number of output
+    scalars.
 
     **Raises:** `ValueError` naming the pytree leaf, if an argument or the output
-    holds NaN or inf (checked when the values are concrete, i.e. outside `jit`).
+    holds NaN or inf (checked when the values are concrete, i.e. outside `jit`);
+    `ValueError` with the arguments' shapes if `fn` fails on them.
 
     ```python
     op = jacscope.jacobian_operator(lambda p, x: mlp(p, x), params, x)   # d out / d params
@@ -85,9 +92,13 @@ def jacobian_operator(fn: Callable, *args: Any, wrt: int | Sequence[int] = 0) ->
         check_finite(arg, f"argument {index}")
 
     diff_args = tuple(args[i] for i in wrt_tuple)
-    x0, unravel_input = ravel_pytree(diff_args if len(wrt_tuple) > 1 else diff_args[0])
+    differentiated = diff_args if len(wrt_tuple) > 1 else diff_args[0]
+    x0, unravel_input = ravel_parameters(differentiated)
     if x0.size == 0:
-        raise ValueError("the differentiated argument has no floating-point entries")
+        raise ValueError(
+            "the differentiated argument has no floating-point array leaves; it holds "
+            + describe_shapes(differentiated)
+        )
 
     def flat_fn(x_flat):
         chosen = unravel_input(x_flat)
@@ -97,7 +108,12 @@ def jacobian_operator(fn: Callable, *args: Any, wrt: int | Sequence[int] = 0) ->
             full[index] = value
         return ravel_pytree(fn(*full))[0]
 
-    out_tree_struct = jax.eval_shape(lambda: fn(*args))
+    try:
+        out_tree_struct = jax.eval_shape(lambda: fn(*args))
+    except (TypeError, ValueError, IndexError, KeyError) as err:
+        shapes = "; ".join(f"argument {i}: {describe_shapes(arg)}" for i, arg in enumerate(args))
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"fn fails on the given arguments ({shapes}): {message}") from err
     unravel_output = ravel_pytree(
         jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), out_tree_struct)
     )[1]

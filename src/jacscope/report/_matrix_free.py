@@ -53,9 +53,7 @@ def density_figure(density: Mapping[str, Any], taus) -> Figure:
     errors = np.stack([counts - ranges[:, 0], ranges[:, 1] - counts])
     centres = np.sqrt(edges[1:] * np.maximum(edges[:-1], edges[1] / 2))
     right.bar(edges[1:-1], counts[1:], width=np.diff(edges[1:]), align="edge", alpha=0.6)
-    right.errorbar(
-        centres[1:], counts[1:], yerr=errors[:, 1:], fmt="none", ecolor="black", lw=0.8
-    )
+    right.errorbar(centres[1:], counts[1:], yerr=errors[:, 1:], fmt="none", ecolor="black", lw=0.8)
     right.set_xscale("log")
     right.set_yscale("symlog", linthresh=1.0)
     right.set_ylim(0, 3 * max(float(counts.max()), 1.0))

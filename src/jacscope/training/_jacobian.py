@@ -18,7 +18,7 @@ from jax.sharding import PartitionSpec as Spec
 
 from jacscope._fingerprint import hash_json
 from jacscope._io import folder_lock
-from jacscope._validation import check_finite, nonfinite_steps
+from jacscope._validation import check_finite, is_prng_key, nonfinite_steps
 from jacscope.training._propagate import TangentPropagation
 from jacscope.training._run import TrainingRun
 from jacscope.training._store import ChunkStore, read_manifest
@@ -131,9 +131,10 @@ def _training_jacobian(run, chunk_size, max_bytes, out, force, config, progress,
         raise ValueError("devices is empty: pass at least one device, or None for all")
     folder = None if out is None else os.fspath(out)
     stored = None if folder is None or force else read_manifest(folder)
-    if stored is not None and chunk_size is None and max_bytes is None:
-        # Resuming with the layout the folder was written with.
-        k, mode = _plan(prop, int(stored.get("chunk_size", 0)) or None, None, stored.get("mode"))
+    stored_k = None if stored is None else int(stored.get("chunk_size", 0)) or None
+    if stored is not None and chunk_size in (None, stored_k) and max_bytes is None:
+        # Resuming with the layout the folder was written with (on any number of devices).
+        k, mode = _plan(prop, stored_k, None, stored.get("mode"))
     else:
         k, mode = _plan(prop, chunk_size, max_bytes, None, devices[0].platform, len(devices))
     chunks = [(s, min(s + k, num_params)) for s in range(0, num_params, k)]
@@ -387,10 +388,16 @@ def _starts_array(starts: list[int], mesh: Mesh) -> jax.Array:
 
 
 def _replicate(tree: Any, sharding: NamedSharding) -> Any:
-    """Every leaf on every device of the mesh (each process holds the same values)."""
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree
-    )
+    """Every leaf on every device of the mesh (each process holds the same values);
+    typed PRNG keys travel as their key data."""
+
+    def replicate(x: Any) -> jax.Array:
+        if is_prng_key(x):
+            data = replicate(jax.random.key_data(x))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        return jax.make_array_from_process_local_data(sharding, np.asarray(x))
+
+    return jax.tree.map(replicate, tree)
 
 
 def _check_losses(losses: Any) -> None:

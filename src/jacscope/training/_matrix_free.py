@@ -627,9 +627,7 @@ def _region_estimates(density, taus, resolution, top) -> RegionEstimates:
             fields[f"{name}_range"].append([count.low, count.high])
             fields[f"{name}_resolved"].append(bool(count.resolved(resolution * num)))
         lo, hi = (1 - tau) ** 2, (1 + tau) ** 2
-        degree = linalg.chebyshev_degree(
-            lo, hi, (0.0, (1.01 * top) ** 2), tau / 4 * (1 - tau), num
-        )
+        degree = linalg.chebyshev_degree(lo, hi, (0.0, (1.01 * top) ** 2), tau / 4 * (1 - tau), num)
         products.append(2 * degree * int(density.nodes.shape[0]))
     verdicts = [
         {
