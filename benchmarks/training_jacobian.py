@@ -6,10 +6,10 @@ Both compute the same P x P matrix in float32 on the embedded default (digits,
 64-64-10 GELU MLP, P = 4810, 625 steps of batch 64, SGD momentum 0.9, cosine decay
 from 0.1), then on a wider MLP (64-266-10, P = 19,960).
 
-jacscope runs as its command line does, with one JAX CPU device per core
-(`jacscope.use_cpu_cores()`), so that its chunks run side by side; `jax.jacfwd` is
-one program and runs as JAX starts by default. Each method runs in its own
-subprocess, so that its peak resident memory
+Both run from the Python API as a user writes them, with nothing configured:
+`import jacscope` makes each CPU core a JAX device, so that `training_jacobian`'s
+chunks run side by side; `jax.jacfwd` is one program and runs on the first device.
+Each method runs in its own subprocess, so that its peak resident memory
 (`ru_maxrss`) is its own; the runs alternate (jacscope, jax.jacfwd, jacscope, ...)
 and the best time of each is kept, since the machine may be shared. Times are wall
 clock from the call to the finished host array, compilation included. GFLOP/s count
@@ -86,10 +86,7 @@ def worker_matmul() -> dict:
 def worker_jacscope(hidden: int, steps: int, out_npy: str) -> dict:
     import jax
 
-    import jacscope
     from jacscope.training import training_jacobian
-
-    jacscope.use_cpu_cores()  # as the command line does: one device (and chunk) per core
 
     run = _build(hidden, steps)
     baseline = _rss_now()

@@ -239,6 +239,10 @@ def test_usual_slips_are_one_line_errors_at_construction():
         TrainingRun({"w": jnp.ones((DIM, OUT), jnp.int32)}, loss, optimizer, data)
     with pytest.raises(ValueError, match=r"fn fails on the given arguments.*float64\(4,\)"):
         jacobian_operator(lambda p, x: x @ p["w"], params0, jnp.ones(DIM + 1))
+    op = training_jacobian_operator(TrainingRun(params0, loss, optimizer, data))
+    with pytest.raises(ValueError, match="mv expects a flat array of length 6, received a dict"):
+        op.mv(params0)
+    np.testing.assert_allclose(op.mv(op.ravel_input(params0)), dense(op) @ np.ones(6))
 
 
 def test_integer_leaves_are_held_fixed_not_differentiated():

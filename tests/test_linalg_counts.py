@@ -118,7 +118,12 @@ def test_chebyshev_intervals_cover_region_counts(problem, degree):
         truth = region_counts(values, [tau]).bulk[0]
         counts = [
             linalg.chebyshev_count(
-                op, lo, hi, key=jax.random.key(seed), bounds=(0.0, 16.5), degree=degree,
+                op,
+                lo,
+                hi,
+                key=jax.random.key(seed),
+                bounds=(0.0, 16.5),
+                degree=degree,
                 num_probes=6,
             )
             for seed in range(NUM_KEYS)
@@ -167,3 +172,53 @@ def test_bad_input_is_refused(problem):
         linalg.count_in(density, 0.0, 1.0, confidence=1.0)
     with pytest.raises(ValueError, match="lo <= hi"):
         linalg.count_in(density, np.nan, 1.0)
+
+
+@pytest.fixture(scope="module")
+def training_problem():
+    """The exact training Jacobian of the paper's setting at P = 1,060 (digits, a
+    64-14-10 MLP, 5 epochs of SGD with momentum), in float64, and its singular values."""
+    from jacscope.training import TrainingConfig, build_run, training_jacobian
+
+    run = build_run(TrainingConfig(hidden=14, epochs=5, dtype="float64")).run
+    jac = np.asarray(training_jacobian(run))
+    return dense_operator(jac), np.linalg.svd(jac, compute_uv=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("budget", [(6, 20)])
+def test_intervals_cover_the_regions_of_an_exact_training_jacobian(training_problem, budget):
+    """SLQ at two depths and the Chebyshev estimator at two degrees, 200 keys each: the
+    95% intervals of every region at tau = 0.1 and 0.01 hold the exact count >= 90%."""
+    op, values = training_problem
+    num_probes, depth = budget
+    top = linalg.spectral_norm(op, key=jax.random.key(1))
+    bounds = (0.0, 1.05 * float(top.value + top.residual) ** 2)
+    degree = 4 * depth
+    for tau in (0.1, 0.01):
+        exact = region_counts(values, [tau])
+        densities = [
+            linalg.spectral_density(
+                op, key=jax.random.key(seed), num_probes=num_probes, depth=depth
+            )
+            for seed in range(NUM_KEYS)
+        ]
+        for name, (lo, hi) in region_intervals(tau).items():
+            truth = getattr(exact, name)[0]
+            slq = [linalg.count_in(d, lo, hi) for d in densities]
+            assert _coverage(slq, truth) >= 0.9, ("slq", depth, tau, name)
+            if name != "bulk":
+                continue
+            chebyshev = [
+                linalg.chebyshev_count(
+                    op,
+                    lo,
+                    hi,
+                    key=jax.random.key(seed),
+                    bounds=bounds,
+                    degree=degree,
+                    num_probes=num_probes,
+                )
+                for seed in range(NUM_KEYS)
+            ]
+            assert _coverage(chebyshev, truth) >= 0.9, ("chebyshev", degree, tau)

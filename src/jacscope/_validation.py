@@ -48,8 +48,19 @@ def nonfinite_steps(losses: Any) -> np.ndarray:
     return np.flatnonzero(~np.isfinite(np.asarray(losses)))
 
 
+def _check_is_array(x: Any, length: int, what: str) -> None:
+    """Refuse a pytree (a dict, list, Module) where a flat array is expected."""
+    if not isinstance(x, jax.Array | np.ndarray):
+        raise ValueError(
+            f"{what} expects a flat array of length {length}, received a "
+            f"{type(x).__name__}; flatten a pytree of parameters with "
+            "jax.flatten_util.ravel_pytree (or the operator's ravel_input)"
+        )
+
+
 def check_vector_shape(x: Any, expected: tuple[int, ...], what: str) -> None:
-    """Raise `ValueError` if `x.shape != expected`, stating both shapes."""
+    """Raise `ValueError` if `x` is not an array of shape `expected`, stating both."""
+    _check_is_array(x, expected[0] if expected else 1, what)
     shape = tuple(jnp.shape(x))
     if shape != tuple(expected):
         raise ValueError(f"{what} expects shape {tuple(expected)}, received shape {shape}")
@@ -57,6 +68,7 @@ def check_vector_shape(x: Any, expected: tuple[int, ...], what: str) -> None:
 
 def check_batch_shape(x: Any, leading: int, what: str) -> None:
     """Raise `ValueError` unless `x` is a matrix whose first axis has length `leading`."""
+    _check_is_array(x, leading, what)
     shape = tuple(jnp.shape(x))
     if len(shape) != 2 or shape[0] != leading:
         raise ValueError(f"{what} expects a matrix of shape ({leading}, k), received shape {shape}")

@@ -31,7 +31,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from jacscope.linalg._checks import check_count, check_operator, check_square
 from jacscope.operators import AbstractLinearOperator
@@ -77,7 +77,7 @@ def _check_window(lo, hi, what):
 
 def _quantile(level, num):
     """Student-t quantile at `level` with `num - 1` degrees of freedom."""
-    return float(stats.t.ppf(level, num - 1))
+    return float(special.stdtrit(num - 1, level))
 
 
 def count_in(density, lo: float, hi: float, *, confidence: float = 0.95) -> IntervalCount:

@@ -18,6 +18,7 @@ from jax.sharding import PartitionSpec as Spec
 
 from jacscope._fingerprint import hash_json
 from jacscope._io import folder_lock
+from jacscope._memory import release_freed_memory
 from jacscope._validation import check_finite, is_prng_key, nonfinite_steps
 from jacscope.training._propagate import TangentPropagation
 from jacscope.training._run import TrainingRun
@@ -228,6 +229,8 @@ def _training_jacobian(run, chunk_size, max_bytes, out, force, config, progress,
             _check_columns(run, block_columns, chunks[c])
             sink.write(c, block_columns)
         sink.flush()
+        if first == 0:  # the programs are compiled: what the compiler used is free
+            release_freed_memory()
         _barrier(f"jacscope-round-{first}", multiprocess and folder is not None)
         if writer:
             sink.commit(ids)
