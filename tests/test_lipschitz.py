@@ -160,7 +160,7 @@ def test_trained_mlp_interval(activation):
         check_interval(results[norm], activation, norm)
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu"])
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
 def test_activation_ranges_and_relaxations_are_sound(activation):
     act = ACTIVATIONS[activation]
     key_a, key_b = jax.random.split(jax.random.key(6))

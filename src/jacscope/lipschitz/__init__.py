@@ -1,7 +1,9 @@
 """Local Lipschitz constants as an interval [lower, upper].
 
 `lipschitz_lower` (projected gradient ascent on the Jacobian norm of any function)
-and `lipschitz_upper` (naive, interval and CROWN-based certified bounds for MLPs).
+and `lipschitz_upper` (certified bounds: naive, interval and CROWN-based for MLPs given
+as layer lists; interval and CROWN-based for any JAX function, by interpreting its
+jaxpr with interval enclosures of every intermediate value and of its Jacobian).
 """
 
 from jacscope.lipschitz._lower import LowerBound as LowerBound

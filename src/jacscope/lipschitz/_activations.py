@@ -53,6 +53,11 @@ def _gelu_derivative(z):
     return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t**2) * _GELU_C * (1.0 + 3.0 * _GELU_B * z**2)
 
 
+def _sigmoid_derivative(z):
+    s = jax.nn.sigmoid(z)
+    return s * (1.0 - s)
+
+
 ACTIVATIONS = {
     "relu": Activation(
         "relu", jax.nn.relu, lambda z: (z > 0).astype(z.dtype), (), (0.0,), 1.0, True
@@ -66,6 +71,12 @@ ACTIVATIONS = {
         (-_GELU_INFLECTION, _GELU_INFLECTION),
         1.128993068658772,
         False,
+    ),
+    "sigmoid": Activation("sigmoid", jax.nn.sigmoid, _sigmoid_derivative, (), (0.0,), 0.25, False),
+    "softplus": Activation("softplus", jax.nn.softplus, jax.nn.sigmoid, (), (), 1.0, False),
+    # ELU with alpha = 1: continuously differentiable, sigma' = min(exp(z), 1) nondecreasing
+    "elu": Activation(
+        "elu", jax.nn.elu, lambda z: jnp.exp(jnp.minimum(z, 0.0)), (), (), 1.0, False
     ),
 }
 

@@ -8,21 +8,14 @@ The bounds concern the H hidden pre-activations z_0 .. z_{H-1}.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from jacscope._validation import check_finite, check_vector_shape
 from jacscope.lipschitz._activations import Activation, linear_relaxation, value_bounds
+from jacscope.lipschitz._intervals import Interval
 from jacscope.lipschitz._norms import dual_norm
-
-
-class Interval(NamedTuple):
-    """Elementwise bounds `lower <= value <= upper`."""
-
-    lower: jax.Array
-    upper: jax.Array
 
 
 def check_mlp(params: Any, x0: Any, what: str) -> None:

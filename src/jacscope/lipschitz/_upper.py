@@ -1,15 +1,20 @@
-"""Upper bounds on the local Lipschitz constant of an MLP over a p-ball."""
+"""Upper bounds on the local Lipschitz constant of an MLP, or of any JAX function, over a
+p-ball."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 
+from jacscope._validation import check_finite
 from jacscope.lipschitz._activations import Activation, derivative_bounds, get_activation
+from jacscope.lipschitz._intervals import Interval, interval_norm, scale_rows
+from jacscope.lipschitz._jaxpr import JAXPR_METHODS, jaxpr_lipschitz_upper
 from jacscope.lipschitz._norms import check_eps, check_norm, operator_norm
-from jacscope.lipschitz._preactivation import Interval, check_mlp, crown_bounds, ibp_bounds
+from jacscope.lipschitz._preactivation import check_mlp, crown_bounds, ibp_bounds
 
 _METHODS = ("naive", "interval", "crown")
 
@@ -19,48 +24,30 @@ def jacobian_interval(params, derivatives: list[Interval]) -> Interval:
     diagonal D_j lies in `derivatives[j]`, by interval arithmetic from the input side.
 
     A diagonal interval times an interval matrix takes, entry by entry, the extremes of
-    the four corner products; an exact matrix A times an interval matrix [C - R, C + R]
-    is [A C - |A| R, A C + |A| R]. Both are the tightest boxes, and both are
-    inclusion-monotone: smaller derivative intervals give a smaller enclosure.
+    the four corner products (`scale_rows`); an exact matrix A times an interval matrix
+    [C - R, C + R] is [A C - |A| R, A C + |A| R]. Both are the tightest boxes, and both
+    are inclusion-monotone: smaller derivative intervals give a smaller enclosure.
     """
-    lower = upper = params[0]["w"].T
+    jac = Interval(params[0]["w"].T, params[0]["w"].T)
     for layer, deriv in zip(params[1:], derivatives, strict=True):
-        d_lo, d_hi = deriv.lower[:, None], deriv.upper[:, None]
-        corners = jnp.stack([d_lo * lower, d_lo * upper, d_hi * lower, d_hi * upper])
-        lower, upper = jnp.min(corners, axis=0), jnp.max(corners, axis=0)
+        lower, upper = scale_rows(deriv, jac)
         centre, radius = 0.5 * (lower + upper), 0.5 * (upper - lower)
         centre, radius = layer["w"].T @ centre, jnp.abs(layer["w"].T) @ radius
-        lower, upper = centre - radius, centre + radius
-    return Interval(lower, upper)
-
-
-def interval_norm(jac: Interval, norm: str) -> jax.Array:
-    """The largest p -> p norm over an interval matrix, or an upper bound on it.
-
-    l_inf: max_i sum_j max(|lower_ij|, |upper_ij|), exact (each row's l_1 norm is
-    maximised entry by entry). l_2: min(||C||_2 + ||R||_2, || max(|lower|, |upper|) ||_2)
-    with C, R the centre and radius; both bound every member (triangle inequality;
-    ||A||_2 <= ||B||_2 when |A| <= B entrywise) and the first is exact when R = 0.
-    """
-    magnitude = jnp.maximum(jnp.abs(jac.lower), jnp.abs(jac.upper))
-    if norm == "inf":
-        return operator_norm(magnitude, "inf")
-    centre, radius = 0.5 * (jac.lower + jac.upper), 0.5 * (jac.upper - jac.lower)
-    return jnp.minimum(
-        operator_norm(centre, "2") + operator_norm(radius, "2"), operator_norm(magnitude, "2")
-    )
+        jac = Interval(centre - radius, centre + radius)
+    return jac
 
 
 def lipschitz_upper(
-    params: list,
+    params: list | Callable,
     x0: jax.Array,
     eps: Any,
     norm: Literal["inf", 2] = "inf",
     method: Literal["naive", "interval", "crown"] = "crown",
     *,
-    activation: str = "gelu",
+    activation: str | None = None,
 ) -> jax.Array:
-    r"""A certified upper bound on the local Lipschitz constant of an MLP over a ball.
+    r"""A certified upper bound on the local Lipschitz constant of an MLP, or of any JAX
+    function, over a ball.
 
     The constant is `L = sup_{x in B} ||J(x)||_{p->p}` over the ball
     `B = {x : ||x - x0||_p <= eps}`, with J the (Clarke) Jacobian of the logits;
@@ -95,19 +82,32 @@ def lipschitz_upper(
     At eps = 0 the interval and CROWN bounds equal `||J(x0)||_p` exactly (away from
     ReLU kinks; at a kink they bound the Clarke Jacobian).
 
-    Sound up to floating-point rounding. Pure and `jax.jit`-able (with `norm`,
-    `method` and `activation` static).
+    **Any function.** When `params` is a callable `f` (of one array, the shape of
+    `x0`, returning arrays), the bound is for `f` with input and output flattened,
+    computed from its jaxpr (`jacscope.lipschitz._jaxpr`): interval enclosures of
+    every intermediate value and of its Jacobian, composed primitive by primitive
+    (linear primitives exactly, elementwise activations by the ranges of sigma and
+    sigma' on IBP boxes), with `"interval"` (IBP boxes) or `"crown"` (boxes tightened
+    by forward linear bounds through CROWN's relaxations; identical to the MLP path's
+    on MLPs of up to two hidden layers, looser beyond). `"naive"` is not offered
+    there, and a primitive it cannot bound (e.g. `sort`) is refused by name. On an MLP
+    the `"interval"` bound is the MLP path's, without its l_2 minimum with `"naive"`.
+
+    Sound up to floating-point rounding. Pure and `jax.jit`-able (with `params` if a
+    function, `norm`, `method` and `activation` static).
 
     **Arguments:**
 
     - `params`: the MLP, a list of `{"w": (in, out), "b": (out,)}` layers
-      (`jacscope.models.init_mlp`); activation after every layer but the last.
-    - `x0`: the centre of the ball, `(in,)`.
+      (`jacscope.models.init_mlp`); activation after every layer but the last. Or
+      a function `f(x)` of any JAX primitives that the jaxpr path can bound.
+    - `x0`: the centre of the ball, `(in,)` (any shape for a function).
     - `eps`: its radius, >= 0.
     - `norm`: `"inf"` or `2`.
     - `method`: `"naive"`, `"interval"` or `"crown"`.
-    - `activation`: `"gelu"` (tanh approximation, as `jacscope.models.mlp_apply`),
-      `"relu"` or `"tanh"`.
+    - `activation`: for an MLP, `"gelu"` (the default; tanh approximation, as
+      `jacscope.models.mlp_apply`), `"relu"`, `"tanh"`, `"sigmoid"`, `"softplus"` or
+      `"elu"`; not given for a function (its activations are read from its jaxpr).
 
     **Returns:** the scalar bound.
 
@@ -119,9 +119,22 @@ def lipschitz_upper(
     """
     what = "lipschitz_upper"
     norm = check_norm(norm, what)
+    if callable(params):
+        if method not in JAXPR_METHODS:
+            raise ValueError(
+                f"{what}: method must be one of {JAXPR_METHODS} for a function, received {method!r}"
+            )
+        if activation is not None:
+            raise ValueError(f"{what}: activation is read from the function, do not pass it")
+        x0 = jnp.asarray(x0)
+        if not jnp.issubdtype(x0.dtype, jnp.inexact):
+            raise ValueError(f"{what}: x0 must hold floating-point values, received {x0.dtype}")
+        check_finite(x0, f"{what}: x0")
+        check_eps(eps, what)
+        return jaxpr_lipschitz_upper(params, x0, eps, norm, method)
     if method not in _METHODS:
         raise ValueError(f"{what}: method must be one of {_METHODS}, received {method!r}")
-    act = get_activation(activation)
+    act = get_activation("gelu" if activation is None else activation)
     check_mlp(params, x0, what)
     check_eps(eps, what)
     return upper_bounds(params, jnp.asarray(x0), eps, norm, act, method)[method]
