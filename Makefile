@@ -23,10 +23,10 @@ lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check src tests benchmarks
 
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 test-slow: $(VENV)/.stamp-test
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -n 2 -m slow
 
 bench: $(VENV)/.stamp-base
 	$(PY) benchmarks/operators.py
