@@ -166,3 +166,19 @@ def looks_like_step_list(batches: Any) -> bool:
         return False
     structures = {jax.tree.structure(item) for item in batches}
     return len(structures) == 1 and structures.pop().num_nodes > 1
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def eval_shape_explained(fn: Any, *args: Any, failure: str) -> Any:
+    """`jax.eval_shape(fn, *args)`; if tracing fails on the arguments (a wrong shape, a
+    missing key, an attribute a value lacks), a `ValueError` reading `failure` and the
+    first line of the error, chained to it."""
+    try:
+        return jax.eval_shape(fn, *args)
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as err:
+        raise ValueError(f"{failure}: {first_line(err)}") from err

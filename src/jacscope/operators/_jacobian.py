@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jacscope._parameters import describe_shapes, ravel_parameters
-from jacscope._validation import check_finite
+from jacscope._validation import check_finite, eval_shape_explained
 from jacscope.operators._linear_operator import AbstractLinearOperator
 
 
@@ -108,12 +108,10 @@ def jacobian_operator(fn: Callable, *args: Any, wrt: int | Sequence[int] = 0) ->
             full[index] = value
         return ravel_pytree(fn(*full))[0]
 
-    try:
-        out_tree_struct = jax.eval_shape(lambda: fn(*args))
-    except (TypeError, ValueError, IndexError, KeyError) as err:
-        shapes = "; ".join(f"argument {i}: {describe_shapes(arg)}" for i, arg in enumerate(args))
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"fn fails on the given arguments ({shapes}): {message}") from err
+    shapes = "; ".join(f"argument {i}: {describe_shapes(arg)}" for i, arg in enumerate(args))
+    out_tree_struct = eval_shape_explained(
+        lambda: fn(*args), failure=f"fn fails on the given arguments ({shapes})"
+    )
     unravel_output = ravel_pytree(
         jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), out_tree_struct)
     )[1]

@@ -20,7 +20,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from jacscope._validation import check_batch_shape, check_vector_shape
+from jacscope._validation import check_batch_shape, check_vector_shape, first_line
 
 _DEFAULT_MAX_BYTES = 2 * 1024**3
 
@@ -135,10 +135,10 @@ def _check_product(fn: Callable, name: str, size_in: int, size_out: int, shape, 
     try:
         out = jax.eval_shape(fn, jax.ShapeDtypeStruct((size_in,), dtype))
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(
             f"LinearOperator: {name} cannot be applied to a vector of shape ({size_in},) "
-            f"and dtype {dtype}, as shape={shape} requires ({type(err).__name__}: {first})"
+            f"and dtype {dtype}, as shape={shape} requires "
+            f"({type(err).__name__}: {first_line(err)})"
         ) from None
     got = (getattr(out, "shape", None), getattr(out, "dtype", None))
     if got != ((size_out,), dtype):

@@ -13,7 +13,11 @@ import optax
 from jacscope._fingerprint import hash_program, hash_tree
 from jacscope._memory import format_bytes
 from jacscope._parameters import describe_shapes, split_parameters
-from jacscope._validation import check_step_batches, looks_like_step_list
+from jacscope._validation import (
+    check_step_batches,
+    eval_shape_explained,
+    looks_like_step_list,
+)
 from jacscope.data import batch_bytes
 
 
@@ -243,12 +247,8 @@ def _is_transformation(value: Any) -> bool:
 def _trace(what: str, fn: Callable, batch_shapes: str, *args: Any) -> Any:
     """`jax.eval_shape(fn, *args)`; a failure is a `ValueError` naming `what` and the
     batch's shapes, with the first line of the original error."""
-    try:
-        return jax.eval_shape(fn, *args)
-    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as err:
-        where = f" and the first batch ({batch_shapes})" if batch_shapes else ""
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{what} fails on params0{where}: {message}") from err
+    where = f" and the first batch ({batch_shapes})" if batch_shapes else ""
+    return eval_shape_explained(fn, *args, failure=f"{what} fails on params0{where}")
 
 
 def _on_arrays_loss(loss_fn: Callable, static: Any) -> Callable:
