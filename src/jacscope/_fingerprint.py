@@ -19,6 +19,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jacscope._validation import is_prng_key
+
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
@@ -29,7 +31,7 @@ def hash_tree(tree: Any) -> str:
     leaves, treedef = jax.tree.flatten(tree)
     digest.update(str(treedef).encode())
     for leaf in leaves:
-        if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        if is_prng_key(leaf):
             digest.update(str(leaf.dtype).encode())
             leaf = jax.random.key_data(leaf)
         arr = np.ascontiguousarray(np.asarray(leaf))
