@@ -54,9 +54,7 @@ def test_an_output_folder_the_system_refuses(capsys):
     assert "/proc/jacscope" in err
 
 
-def test_a_full_disk_says_what_is_kept_and_that_the_command_resumes(
-    tmp_path, capsys, monkeypatch
-):
+def test_a_full_disk_says_what_is_kept_and_that_the_command_resumes(tmp_path, capsys, monkeypatch):
     def full(path, **arrays):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
@@ -67,3 +65,44 @@ def test_a_full_disk_says_what_is_kept_and_that_the_command_resumes(
     assert "the disk is full (No space left on device" in err and "spectrum.npz" in err
     assert f"kept in {out}" in err and "the same command resumes" in err
     assert (out / "jacobian.npy").exists()  # the finished stage is there to resume from
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_read_only_filesystem(tmp_path, capsys, monkeypatch, existing):
+    """EROFS (the suite runs as root, so the refusal is the file system's, simulated at
+    the system call) while the folder is created, or while a file is opened inside an
+    existing folder."""
+    import builtins
+    import os
+
+    out = tmp_path / "ro" / "run"
+    if existing:
+        out.mkdir(parents=True)
+    refused = str(tmp_path / "ro")
+
+    def read_only(path):
+        if os.fspath(path).startswith(refused):
+            raise OSError(errno.EROFS, "Read-only file system", os.fspath(path))
+
+    real_mkdir, real_open, real_os_open = os.mkdir, builtins.open, os.open
+
+    def mkdir(path, *args, **kwargs):
+        read_only(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    def open_(file, mode="r", *args, **kwargs):
+        if isinstance(file, str | os.PathLike) and any(c in mode for c in "wax+"):
+            read_only(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def os_open(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            read_only(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(os, "open", os_open)
+    err = _one_line_error(capsys, ["train-jacobian", *TINY, "--out", str(out)])
+    assert "Read-only file system" in err and refused in err
+    assert not (out / "jacobian.npy").exists()

@@ -33,6 +33,22 @@ def test_digits_paper_split():
     assert set(np.unique(data.y_test)) <= set(range(10))
 
 
+def test_digits_equal_sklearn_loader_and_split():
+    """Read without importing scikit-learn, the digits and their split are exactly
+    what `sklearn.datasets.load_digits` and `train_test_split` give."""
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    bunch = sklearn.datasets.load_digits()
+    x_train, x_test, y_train, y_test = train_test_split(
+        bunch.data / 16.0, bunch.target, test_size=197, random_state=0
+    )
+    np.testing.assert_array_equal(data.x_train, x_train.astype(np.float32))
+    np.testing.assert_array_equal(data.x_test, x_test.astype(np.float32))
+    np.testing.assert_array_equal(data.y_train, y_train)
+    np.testing.assert_array_equal(data.y_test, y_test)
+
+
 def test_digits_labels_match_images():
     data = load_digits()
     bunch = sklearn.datasets.load_digits()

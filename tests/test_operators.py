@@ -52,8 +52,11 @@ CASES = {
         lambda k: (_mlp_params(k), jax.random.normal(k, (2, 5)), jnp.float64(1.5)),
         (0, 2),
     ),
-    "wide": (lambda w, x: jnp.tanh(x @ w), lambda k: (jax.random.normal(k, (30, 2)),
-                                                      jnp.ones((1, 30))), 0),
+    "wide": (
+        lambda w, x: jnp.tanh(x @ w),
+        lambda k: (jax.random.normal(k, (30, 2)), jnp.ones((1, 30))),
+        0,
+    ),
 }
 
 
@@ -142,9 +145,7 @@ def test_operator_is_a_pytree_under_jit(key):
     v = jax.random.normal(key, (op.shape[1],))
     np.testing.assert_allclose(jax.jit(lambda o, v: o.mv(v))(op, v), op.mv(v), atol=1e-12)
     shifted = op.T @ op - 0.5 * jacscope.identity(op.shape[1], jnp.float64)
-    np.testing.assert_allclose(
-        jax.jit(lambda o, v: o.mv(v))(shifted, v), shifted.mv(v), atol=1e-12
-    )
+    np.testing.assert_allclose(jax.jit(lambda o, v: o.mv(v))(shifted, v), shifted.mv(v), atol=1e-12)
 
 
 def test_linear_operator_rejects_bad_shape():

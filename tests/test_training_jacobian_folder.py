@@ -34,12 +34,14 @@ def _variant(optimizer=None, loss=mlp_loss):
 
 def test_a_changed_program_is_refused(tmp_path):
     training_jacobian(_variant(optax.sgd(0.4)), chunk_size=13, out=tmp_path)
-    l2 = lambda params, batch: mlp_loss(params, batch) + 1e-3 * sum(
-        jnp.sum(leaf**2) for leaf in jax.tree.leaves(params)
+    l2 = lambda params, batch: (
+        mlp_loss(params, batch) + 1e-3 * sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(params))
     )
-    for other in (_variant(optax.adam(0.05)), _variant(optax.sgd(0.5)), _variant(
-        optax.sgd(0.4), loss=l2
-    )):
+    for other in (
+        _variant(optax.adam(0.05)),
+        _variant(optax.sgd(0.5)),
+        _variant(optax.sgd(0.4), loss=l2),
+    ):
         with pytest.raises(jacscope.FolderError, match=r"differs in: program\)"):
             training_jacobian(other, chunk_size=13, out=tmp_path)
     again = training_jacobian(_variant(optax.sgd(0.4)), chunk_size=13, out=tmp_path)
@@ -107,9 +109,9 @@ def test_sigkill_at_any_moment_then_rerun_is_bitwise_identical(uninterrupted, tm
     )
     assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
     finished = json.loads((tmp_path / "manifest.json").read_text())["finished"]
-    assert finished == {"during_write": [0, 1], "before_commit": [0], "after_commit": [0, 1]}[
-        moment
-    ]
+    assert (
+        finished == {"during_write": [0, 1], "before_commit": [0], "after_commit": [0, 1]}[moment]
+    )
     resumed = training_jacobian(mlp_run("momentum"), chunk_size=7, out=tmp_path)
     np.testing.assert_array_equal(np.asarray(resumed), uninterrupted)
 

@@ -10,6 +10,8 @@ templates defined in the `mnist1d` package's code.
 from __future__ import annotations
 
 import functools
+import importlib.util
+import os
 import random
 from typing import Literal, NamedTuple
 
@@ -52,19 +54,35 @@ def _dataset(x_train, y_train, x_test, y_test, name: str, num_classes: int) -> D
 def load_digits() -> Dataset:
     """The scikit-learn 8x8 digits in the setting of Belrose & Scherlis (arXiv 2412.07003).
 
-    The 1797 images are flattened to 64 features scaled by 1/16 into [0, 1] and split by
-    `sklearn.model_selection.train_test_split(test_size=197, random_state=0)` into
-    1600 training and 197 test examples (10 classes).
-    """
-    from sklearn.datasets import load_digits as sklearn_digits
-    from sklearn.model_selection import train_test_split
+    The 1797 images are flattened to 64 features scaled by 1/16 into [0, 1] and split
+    as `sklearn.model_selection.train_test_split(test_size=197, random_state=0)` splits
+    them (the first 197 of `numpy.random.RandomState(0).permutation(1797)` are the
+    test examples, the other 1600 in that order the training ones; 10 classes).
 
-    bunch = sklearn_digits()
-    x = bunch.data / 16.0
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, bunch.target, test_size=197, random_state=0
-    )
-    return _dataset(x_train, y_train, x_test, y_test, "digits", 10)
+    The images are read from the copy scikit-learn ships
+    (`sklearn/datasets/data/digits.csv.gz`) without importing scikit-learn, whose
+    import alone takes about 55 MiB of the process's memory; the result equals
+    `sklearn.datasets.load_digits` split by `train_test_split` exactly.
+
+    **Raises:** `ImportError` if scikit-learn is not installed.
+    """
+    x, target = _digits_arrays()
+    order = np.random.RandomState(0).permutation(len(x))  # noqa: NPY002 (sklearn's split)
+    test, train = order[:197], order[197:]
+    return _dataset(x[train], target[train], x[test], target[test], "digits", 10)
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the digits ship with scikit-learn: pip install scikit-learn")
+    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz")
+    table = np.loadtxt(path, delimiter=",")
+    x, target = table[:, :-1] / 16.0, table[:, -1].astype(np.int64)
+    for array in (x, target):
+        array.setflags(write=False)
+    return x, target
 
 
 @functools.lru_cache(maxsize=4)

@@ -31,7 +31,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import special
 
 from jacscope.linalg._checks import check_count, check_operator, check_square
 from jacscope.operators import AbstractLinearOperator
@@ -77,6 +76,8 @@ def _check_window(lo, hi, what):
 
 def _quantile(level, num):
     """Student-t quantile at `level` with `num - 1` degrees of freedom."""
+    from scipy import special  # imported here: 12 MiB that only counts need
+
     return float(special.stdtrit(num - 1, level))
 
 

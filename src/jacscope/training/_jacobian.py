@@ -27,12 +27,14 @@ from jacscope.training._store import ChunkStore, read_manifest
 MAX_DEFAULT_CHUNK_SIZE = 256
 """The largest chunk (columns) chosen when `chunk_size` is not given."""
 
-CACHE_BYTES = 2 * 2**20
+CACHE_BYTES = 2**20
 """On CPUs the default chunk keeps the largest tangent buffer of a step (K times its
-size per column) within this many bytes, about a core's L2 cache: the step's
+size per column) within this many bytes, about half a core's L2 cache: the step's
 elementwise passes then run from cache. Measured on the 64-266-10 MLP, chunks of 16 to
 48 columns (buffers up to 3.3 MB) ran 2 to 3 times faster per column than chunks of
-128, while on 64-64-10 anything from 64 to 192 columns was equally fast."""
+128, while on 64-64-10 anything from 64 to 192 columns was equally fast. A round's
+temporaries grow with K (about 0.4 MiB per column on 64-64-10, two devices), so the
+smaller end keeps the peak memory down: K = 64 there instead of 128."""
 
 DEFAULT_MAX_BYTES = 4 * 2**30
 """Working-memory budget per device when `max_bytes` is not given."""
@@ -229,8 +231,10 @@ def _training_jacobian(run, chunk_size, max_bytes, out, force, config, progress,
             _check_columns(run, block_columns, chunks[c])
             sink.write(c, block_columns)
         sink.flush()
-        if first == 0:  # the programs are compiled: what the compiler used is free
-            release_freed_memory()
+        # What the compiler used (first round) and each round's temporaries are free;
+        # the C allocator keeps those pages unless asked, and they would add to the
+        # peak that the filling result reaches.
+        release_freed_memory()
         _barrier(f"jacscope-round-{first}", multiprocess and folder is not None)
         if writer:
             sink.commit(ids)
