@@ -222,3 +222,16 @@ def test_intervals_cover_the_regions_of_an_exact_training_jacobian(training_prob
                 for seed in range(NUM_KEYS)
             ]
             assert _coverage(chebyshev, truth) >= 0.9, ("chebyshev", degree, tau)
+
+
+def test_chebyshev_degree_of_a_fine_window_on_a_large_operator():
+    """tau = 0.001 on a million singular values up to 15: the degree is large but
+    finite, and it grows as the resolution shrinks (a cost to report, not an error)."""
+    bounds = (0.0, 15.5**2)
+    degrees = [
+        linalg.chebyshev_degree((1 - tau) ** 2, (1 + tau) ** 2, bounds, tau / 4, 1_126_410)
+        for tau in (0.1, 0.01, 0.001)
+    ]
+    assert degrees == sorted(degrees) and degrees[-1] > 2**22
+    with pytest.raises(ValueError, match="needs degree"):
+        linalg.chebyshev_degree(0.81, 1.21, bounds, 0.0, 100)

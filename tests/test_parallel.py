@@ -274,7 +274,7 @@ def test_bad_input_is_named():
         solve_sequence(lambda s, x: s, jnp.zeros(2), None)
     with pytest.raises(ValueError, match=r"init\['h'\] has 1 non-finite"):
         solve_sequence(lambda s, x: s, {"h": jnp.array([0.0, jnp.nan])}, jnp.ones((5, 2)))
-    with pytest.raises(ValueError, match="block_size must be a positive integer"):
+    with pytest.raises(ValueError, match="block_size must be an integer >= 1"):
         solve_sequence(
             step, jnp.zeros(2), jnp.ones((5, 2)), method="block_gauss_seidel", block_size=0
         )

@@ -74,6 +74,20 @@ def check_batch_shape(x: Any, leading: int, what: str) -> None:
         raise ValueError(f"{what} expects a matrix of shape ({leading}, k), received shape {shape}")
 
 
+def check_count(
+    value: Any, name: str, what: str | None = None, *, minimum: int = 1, maximum: int | None = None
+) -> int:
+    """`value` as an int, or `ValueError` for a count (steps, probes, chunk columns,
+    Krylov depth) that is not an integer in [minimum, maximum]; `what` prefixes the
+    message with the function it is an argument of."""
+    prefix = f"{what}: " if what else ""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{prefix}{name} must be an integer >= {minimum}, received {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{prefix}{name}={value} exceeds its maximum {maximum}")
+    return int(value)
+
+
 def check_rank(k: int, shape: tuple[int, int], what: str) -> None:
     """Refuse a request for `k` singular or eigen pairs of an operator of `shape`."""
     if not isinstance(k, int | np.integer) or k < 1:

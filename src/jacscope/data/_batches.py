@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jacscope._validation import is_prng_key
+from jacscope._validation import check_count, is_prng_key
 
 
 def make_batches(x, y, batch_size: int, epochs: int) -> dict[str, object]:
@@ -39,10 +39,8 @@ def make_batches(x, y, batch_size: int, epochs: int) -> dict[str, object]:
             f"y has shape {y.shape}"
         )
     num = x.shape[0]
-    if not isinstance(batch_size, int | np.integer) or not 1 <= batch_size <= num:
-        raise ValueError(f"batch_size must be an integer in [1, {num}], received {batch_size!r}")
-    if not isinstance(epochs, int | np.integer) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, received {epochs!r}")
+    check_count(batch_size, "batch_size", maximum=num)
+    check_count(epochs, "epochs")
     per_epoch = num // batch_size
     used = per_epoch * batch_size
     xb = x[:used].reshape(per_epoch, batch_size, *x.shape[1:])

@@ -28,6 +28,7 @@ from jax.flatten_util import ravel_pytree
 
 from jacscope._io import folder_lock
 from jacscope._memory import peak_memory_mib
+from jacscope._validation import check_count
 from jacscope.jobs.train_jacobian import clear_folder, train_and_evaluate
 from jacscope.training import TrainingConfig, build_run, matrix_free_analysis
 
@@ -114,8 +115,7 @@ def run_matrix_free(
     log = log or (lambda message: None)
     setup = build_run(config)
     num_params = int(ravel_pytree(setup.run.params0)[0].size)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_params:
-        raise ValueError(f"k must be an integer in [1, P = {num_params}], received {k!r}")
+    check_count(k, "k", maximum=num_params)
     out = Path(out)
     with folder_lock(out):
         if (out / "job.json").exists():

@@ -22,7 +22,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from jacscope import linalg
-from jacscope._validation import check_rank, nonfinite_steps
+from jacscope._validation import check_count, check_rank, nonfinite_steps
 from jacscope.data import Dataset, load_dataset, make_batches
 from jacscope.models import accuracy, classification_loss, init_mlp, mlp_apply
 from jacscope.operators import JacobianOperator, jacobian_operator
@@ -153,9 +153,7 @@ def _load_checked(config: SpectrumConfig) -> tuple[Dataset, tuple[int, int]]:
                 f"{name} must be one of {', '.join(allowed)}; received {getattr(config, name)!r}"
             )
     for name in ("epochs", "batch_size", "num_examples", "num_matvecs"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, received {value!r}")
+        check_count(getattr(config, name), name)
     if not config.hidden or min(config.hidden) < 1:
         raise ValueError(f"hidden must list at least one positive width, received {config.hidden}")
     data = load_dataset(

@@ -25,11 +25,3 @@ def check_square(op: AbstractLinearOperator, what: str) -> None:
         raise ValueError(
             f"{what} expects a square operator of shape (n, n), received shape {op.shape}"
         )
-
-
-def check_count(value: Any, name: str, what: str, *, minimum: int = 1, maximum: int | None = None):
-    """Refuse a count (number of matvecs, probes, Krylov depth) outside [minimum, maximum]."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{what}: {name} must be an integer >= {minimum}, received {value!r}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{what}: {name}={value} exceeds its maximum {maximum}")

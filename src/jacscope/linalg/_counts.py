@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jacscope.linalg._checks import check_count, check_operator, check_square
+from jacscope._validation import check_count
+from jacscope.linalg._checks import check_operator, check_square
 from jacscope.operators import AbstractLinearOperator
 
 _KINDS = ("singular", "eigen")
@@ -232,8 +233,8 @@ def chebyshev_degree(
     degree = 8
     while widest(degree) > resolution:
         degree *= 2
-        if degree > 2**22:
-            raise ValueError(f"chebyshev_degree: resolution {resolution!r} needs degree > 2^22")
+        if degree > 2**40:  # only a resolution of 0 or below the float spacing gets here
+            raise ValueError(f"chebyshev_degree: resolution {resolution!r} needs degree > 2^40")
     low_degree = degree // 2
     while degree - low_degree > 1:  # bisect between the last two doublings
         mid = (degree + low_degree) // 2

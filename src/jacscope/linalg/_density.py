@@ -7,8 +7,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jacscope._validation import check_number
-from jacscope.linalg._checks import check_count, check_operator
+from jacscope._validation import check_count, check_number
+from jacscope.linalg._checks import check_operator
 from jacscope.linalg._estimate import Estimate, mean_estimate
 from jacscope.linalg._slq import lanczos_quadrature
 from jacscope.operators import AbstractLinearOperator

@@ -6,8 +6,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from jacscope._validation import check_rank
-from jacscope.linalg._checks import check_count, check_square
+from jacscope._validation import check_count, check_rank
+from jacscope.linalg._checks import check_square
 from jacscope.linalg._krylov import lanczos
 from jacscope.linalg._svd import DecompositionInfo, default_depth
 from jacscope.operators import AbstractLinearOperator

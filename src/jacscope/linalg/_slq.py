@@ -8,7 +8,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from jacscope.linalg._checks import check_count, check_operator, check_square
+from jacscope._validation import check_count
+from jacscope.linalg._checks import check_operator, check_square
 from jacscope.linalg._krylov import golub_kahan, lanczos
 from jacscope.operators import AbstractLinearOperator
 

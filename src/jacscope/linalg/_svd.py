@@ -8,8 +8,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from jacscope._validation import check_rank
-from jacscope.linalg._checks import check_count, check_operator
+from jacscope._validation import check_count, check_rank
+from jacscope.linalg._checks import check_operator
 from jacscope.linalg._krylov import golub_kahan
 from jacscope.operators import AbstractLinearOperator
 

@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 from matfree import stochtrace
 
-from jacscope.linalg._checks import check_count, check_operator, check_square
+from jacscope._validation import check_count
+from jacscope.linalg._checks import check_operator, check_square
 from jacscope.linalg._estimate import Estimate, mean_estimate
 from jacscope.operators import AbstractLinearOperator
 

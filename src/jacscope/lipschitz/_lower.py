@@ -9,7 +9,7 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jacscope._validation import check_finite
+from jacscope._validation import check_count, check_finite
 from jacscope.lipschitz._norms import check_eps, check_norm, project_ball
 from jacscope.operators import jacobian_operator
 
@@ -95,8 +95,7 @@ def lipschitz_lower(
     norm = check_norm(norm, what)
     check_eps(eps, what)
     for name, count in (("num_steps", num_steps), ("num_restarts", num_restarts)):
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"{what}: {name} must be an integer >= 1, received {count!r}")
+        check_count(count, name, what)
     x0 = jnp.asarray(x0)
     if not jnp.issubdtype(x0.dtype, jnp.inexact):
         raise ValueError(f"{what}: x0 must hold floating-point values, received {x0.dtype}")

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jacscope._memory import format_bytes
+from jacscope._validation import check_count
 from jacscope.operators._linear_operator import AbstractLinearOperator
 
 _MATRIX_FREE = (
@@ -96,6 +97,6 @@ def materialize(
     if chunk_size is None:
         per_vector = _working_bytes_per_vector(op, forward)
         chunk_size = int(np.clip((max_bytes - needed) // per_vector, 1, count))
-    elif chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
+    else:
+        check_count(chunk_size, "chunk_size")
     return _fill(op, forward, int(min(chunk_size, count)))

@@ -13,8 +13,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from jacscope._validation import check_count
 from jacscope.parallel._tree import dtype_of, leading_length
 
 
@@ -156,6 +156,4 @@ def resolve_max_iter(max_iter: int | None, cap: int) -> int:
     """`max_iter` clipped to the exactness cap; `cap` when `None`."""
     if max_iter is None:
         return cap
-    if not isinstance(max_iter, int | np.integer) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer, received {max_iter!r}")
-    return min(int(max_iter), cap)
+    return min(check_count(max_iter, "max_iter"), cap)

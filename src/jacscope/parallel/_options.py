@@ -8,7 +8,7 @@ from typing import Any
 
 import jax
 
-from jacscope._validation import check_number
+from jacscope._validation import check_count, check_number
 from jacscope.parallel._iterate import default_tolerance, resolve_max_iter
 
 DEFAULT_WINDOW = 64
@@ -41,9 +41,7 @@ class Options:
 def _positive(name: str, value: int | None, default: int) -> int:
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, received {value!r}")
-    return value
+    return check_count(value, name)
 
 
 def make_options(

@@ -8,18 +8,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jacscope._validation import check_count
 from jacscope.penalties._per_example import batch_jacobian, normalise_rows
 
 
 def check_projections(num_projections: Any, what: str) -> int:
     """A positive integer count of random projections, refused otherwise."""
-    if isinstance(num_projections, bool) or not isinstance(num_projections, int):
-        raise ValueError(
-            f"{what}: num_projections must be an integer >= 1, received {num_projections!r}"
-        )
-    if num_projections < 1:
-        raise ValueError(f"{what}: num_projections must be >= 1, received {num_projections}")
-    return num_projections
+    return check_count(num_projections, "num_projections", what)
 
 
 def jacobian_frobenius_penalty(

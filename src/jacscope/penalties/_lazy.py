@@ -9,6 +9,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from jacscope._validation import check_count
+
 
 def lazy_penalty(penalty: Callable, every: int) -> Callable:
     r"""`penalty`, evaluated on every `every`-th step only and `every` times as strong.
@@ -48,8 +50,7 @@ def lazy_penalty(penalty: Callable, every: int) -> Callable:
     **Returns:** `lazy(step, *args, **kwargs) -> scalar`, `jit`-able and differentiable
     like `penalty`; `step` is an integer (traced or not).
     """
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(f"lazy_penalty: every must be an integer >= 1, received {every!r}")
+    check_count(every, "every", "lazy_penalty")
 
     def lazy(step, *args, **kwargs):
         step = jnp.asarray(step)

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jacscope._validation import check_start_vectors, check_vector_shape
+from jacscope._validation import check_count, check_start_vectors, check_vector_shape
 from jacscope.penalties._per_example import batch_jacobian, normalise_rows
 
 
@@ -89,12 +89,7 @@ def jacobian_spectral_penalty(
     shared = v.ndim == 1
     check_vector_shape(v, (d,) if shared else (batch, d), f"{what}: v")
     check_start_vectors(v, f"{what}: v")
-    if isinstance(num_iterations, bool) or not isinstance(num_iterations, int):
-        raise ValueError(
-            f"{what}: num_iterations must be an integer >= 1, received {num_iterations!r}"
-        )
-    if num_iterations < 1:
-        raise ValueError(f"{what}: num_iterations must be >= 1, received {num_iterations}")
+    check_count(num_iterations, "num_iterations", what)
     dtype = jac.op.primal_out.dtype
     start = jax.lax.stop_gradient(normalise_rows(jnp.broadcast_to(v.astype(dtype), (batch, d))))
 

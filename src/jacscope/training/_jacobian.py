@@ -19,7 +19,7 @@ from jax.sharding import PartitionSpec as Spec
 from jacscope._fingerprint import hash_json
 from jacscope._io import folder_lock
 from jacscope._memory import release_freed_memory
-from jacscope._validation import check_finite, is_prng_key, nonfinite_steps
+from jacscope._validation import check_count, check_finite, is_prng_key, nonfinite_steps
 from jacscope.training._propagate import TangentPropagation
 from jacscope.training._run import TrainingRun
 from jacscope.training._store import ChunkStore, read_manifest
@@ -250,8 +250,8 @@ def _check_arguments(run: Any, chunk_size: Any, max_bytes: Any) -> None:
     if not isinstance(run, TrainingRun):
         raise TypeError(f"training_jacobian needs a TrainingRun, received {type(run).__name__}")
     for name, value in (("chunk_size", chunk_size), ("max_bytes", max_bytes)):
-        if value is not None and (not isinstance(value, int | np.integer) or value < 1):
-            raise ValueError(f"{name} must be a positive integer, received {value!r}")
+        if value is not None:
+            check_count(value, name)
     check_finite(run.params0, "params0")
     for path, leaf in jax.tree_util.tree_leaves_with_path(run.params0):
         if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):

@@ -44,6 +44,7 @@ from jacscope._io import (
     write_json_atomic,
 )
 from jacscope._memory import peak_memory_mib
+from jacscope._validation import check_count
 from jacscope.linalg._svd import default_depth as linalg_default_depth
 from jacscope.operators import identity
 from jacscope.training._analysis_spectrum import DEFAULT_TAUS, REGIONS, region_intervals
@@ -412,8 +413,7 @@ def matrix_free_analysis(
         ("num_bins", num_bins, 1),
         ("num_points", num_points, 2),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, received {value!r}")
+        check_count(value, name, minimum=minimum)
     if method not in ("lanczos", "randomized"):
         raise ValueError(f"method must be 'lanczos' or 'randomized', received {method!r}")
     if residuals not in ("explicit", "recurrence") or (

@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from jacscope._validation import check_count
 from jacscope.data import Dataset, load_dataset, make_batches
 from jacscope.models import classification_loss, cnn_apply, init_cnn, init_mlp, mlp_apply
 from jacscope.training._run import TrainingRun
@@ -91,12 +92,12 @@ class TrainingConfig:
                     f"{name} must be one of {', '.join(choices)}; received {getattr(self, name)!r}"
                 )
         for name in ("hidden", "depth", "epochs", "batch_size"):
-            _check_positive_int(name, getattr(self, name))
+            check_count(getattr(self, name), name)
         for name in ("seed", "data_seed"):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
                 raise ValueError(f"{name} must be an integer, received {getattr(self, name)!r}")
         if self.train_size is not None:
-            _check_positive_int("train_size", self.train_size)
+            check_count(self.train_size, "train_size")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be positive, received {self.lr!r}")
         if not 0 <= self.momentum < 1:
@@ -106,11 +107,6 @@ class TrainingConfig:
     def learning_rate(self) -> float:
         """The peak learning rate: `lr`, or the optimizer's default."""
         return DEFAULT_LEARNING_RATES[self.optimizer] if self.lr is None else float(self.lr)
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, received {value!r}")
 
 
 class Setup(NamedTuple):
