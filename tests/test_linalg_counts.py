@@ -186,7 +186,7 @@ def training_problem():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("budget", [(6, 20)])
+@pytest.mark.parametrize("budget", [(6, 20), (6, 40)])
 def test_intervals_cover_the_regions_of_an_exact_training_jacobian(training_problem, budget):
     """SLQ at two depths and the Chebyshev estimator at two degrees, 200 keys each: the
     95% intervals of every region at tau = 0.1 and 0.01 hold the exact count >= 90%."""
@@ -195,14 +195,12 @@ def test_intervals_cover_the_regions_of_an_exact_training_jacobian(training_prob
     top = linalg.spectral_norm(op, key=jax.random.key(1))
     bounds = (0.0, 1.05 * float(top.value + top.residual) ** 2)
     degree = 4 * depth
+    densities = [
+        linalg.spectral_density(op, key=jax.random.key(seed), num_probes=num_probes, depth=depth)
+        for seed in range(NUM_KEYS)
+    ]
     for tau in (0.1, 0.01):
         exact = region_counts(values, [tau])
-        densities = [
-            linalg.spectral_density(
-                op, key=jax.random.key(seed), num_probes=num_probes, depth=depth
-            )
-            for seed in range(NUM_KEYS)
-        ]
         for name, (lo, hi) in region_intervals(tau).items():
             truth = getattr(exact, name)[0]
             slq = [linalg.count_in(d, lo, hi) for d in densities]
