@@ -17,6 +17,8 @@ import os
 
 import jax
 
+from jacscope._validation import check_count
+
 _FLAG = "xla_force_host_platform_device_count"
 _ENV = "JACSCOPE_CPU_DEVICES"
 
@@ -38,9 +40,7 @@ def use_cpu_cores(count: int | None = None) -> int:
     **Raises:** `ValueError` if `count` is not a positive integer.
     """
     count = (os.cpu_count() or 1) if count is None else count
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"count must be a positive integer, received {count!r}")
-    _request(count)
+    _request(check_count(count, "count"))
     return len(jax.devices("cpu"))
 
 

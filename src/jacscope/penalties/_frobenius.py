@@ -12,11 +12,6 @@ from jacscope._validation import check_count
 from jacscope.penalties._per_example import batch_jacobian, normalise_rows
 
 
-def check_projections(num_projections: Any, what: str) -> int:
-    """A positive integer count of random projections, refused otherwise."""
-    return check_count(num_projections, "num_projections", what)
-
-
 def jacobian_frobenius_penalty(
     f: Callable,
     params: Any,
@@ -72,7 +67,7 @@ def jacobian_frobenius_penalty(
         directions = jnp.tile(jnp.eye(m, dtype=dtype), (batch, 1))
         scale = 1.0
     else:
-        k = check_projections(num_projections, what)
+        k = check_count(num_projections, "num_projections", what)
         if key is None:
             raise ValueError(f"{what}: a jax.random key is needed unless exact=True")
         draws = jax.random.normal(key, (batch, k, m), dtype)

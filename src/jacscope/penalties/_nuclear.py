@@ -8,8 +8,8 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 
-from jacscope._validation import check_number
-from jacscope.penalties._frobenius import check_projections, jacobian_frobenius_penalty
+from jacscope._validation import check_count, check_number
+from jacscope.penalties._frobenius import jacobian_frobenius_penalty
 from jacscope.penalties._per_example import check_batch, example_fn
 
 
@@ -102,6 +102,6 @@ def nuclear_norm_penalty(
         check_number(sigma, f"{what}: sigma")
         if key is None:
             raise ValueError(f"{what}: method='denoising' needs a jax.random key")
-        num = check_projections(num_projections, what)
+        num = check_count(num_projections, "num_projections", what)
         return _denoising(g, h, params, x, key, num, sigma)
     raise ValueError(f"{what}: method must be 'jacobian' or 'denoising', received {method!r}")
