@@ -131,6 +131,31 @@ def test_chebyshev_intervals_cover_region_counts(problem, degree):
         assert _coverage(counts, truth) >= 0.9, (degree, tau)
 
 
+@pytest.mark.slow
+def test_chebyshev_intervals_cover_at_a_resolving_budget(problem):
+    """32 probes at the degree `chebyshev_degree` asks for a 0.02 margin: the bulk
+    window at tau = 0.1 (no value within 0.05 of its edges) is resolved to a few
+    counts, and the 95% intervals still hold the exact count >= 90% of the time."""
+    op, values = problem
+    lo, hi = region_intervals(0.1)["bulk"]
+    truth = region_counts(values, [0.1]).bulk[0]
+    degree = linalg.chebyshev_degree(lo**2, hi**2, (0.0, 16.5), 2 * 0.02 * lo, SIZE)
+    counts = [
+        linalg.chebyshev_count(
+            op,
+            lo,
+            hi,
+            key=jax.random.key(seed),
+            bounds=(0.0, 16.5),
+            degree=degree,
+            num_probes=32,
+        )
+        for seed in range(NUM_KEYS)
+    ]
+    assert _coverage(counts, truth) >= 0.9, degree
+    assert np.median([c.high - c.low for c in counts]) < 0.1 * SIZE, degree
+
+
 def test_the_degree_rule_resolves_a_window_with_a_clear_margin(problem):
     """No singular value lies within 0.04 of 0.9 or 1.1: at the degree that
     `chebyshev_degree` asks for that margin (in squared units), the bulk count at
