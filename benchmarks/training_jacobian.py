@@ -92,17 +92,17 @@ def worker_jacscope(hidden: int, steps: int, out_npy: str) -> dict:
     baseline = _rss_now()
     log = []
     start, cpu = time.perf_counter(), time.process_time()
-    jac = training_jacobian(run, progress=lambda *a: log.append(a))
+    jac = training_jacobian(run, progress=log.append)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     np.save(out_npy, jac)
-    done, total, elapsed, flops = log[-1]
+    last = log[-1]
     return {
         "seconds": seconds,
         "cpu_seconds": cpu,
         "devices": len(jax.devices()),
-        "flops": flops,
-        "columns_computed": done - log[0][0],
-        "num_params": total,
+        "flops": last.flops,
+        "columns_computed": last.done - log[0].done,
+        "num_params": last.total,
         "baseline_rss": baseline,
         "peak_rss": _peak_rss(),
     }

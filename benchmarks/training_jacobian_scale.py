@@ -42,6 +42,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from jacscope.jobs import JobFolder
+from jacscope.linalg import SLQ, Lanczos, Randomized
 from jacscope.report import region_rows
 from jacscope.training import (
     TrainingConfig,
@@ -97,13 +99,13 @@ def build(args) -> tuple[TrainingRun, dict]:
         dataset=args.dataset,
         model=args.model,
         hidden=args.hidden,
-        depth=args.layers,
+        hidden_layers=args.layers,
         epochs=args.epochs if mlp else args.cnn_epochs,
         batch_size=args.batch_size,
     )
     description = dataclasses.asdict(config)
-    if not mlp:  # the CNN's layers are LeNet-5's; hidden and depth do not apply
-        del description["hidden"], description["depth"]
+    if not mlp:  # the CNN's layers are LeNet-5's; hidden and hidden_layers do not apply
+        del description["hidden"], description["hidden_layers"]
     return build_run(config).run, description
 
 
@@ -154,11 +156,12 @@ def one_model(args) -> dict:
     ) as bar:
         tasks = {}
 
-        def progress(stage, done, total):
-            if stage not in tasks:
-                unit = "sweeps through training"
-                tasks[stage] = bar.add_task(f"{stage} ({unit})", total=total)
-            bar.update(tasks[stage], completed=min(done, total), total=total)
+        def progress(update):
+            if update.task not in tasks:
+                label = f"{update.task} ({update.unit})"
+                tasks[update.task] = bar.add_task(label, total=update.total)
+            done = min(update.done, update.total)
+            bar.update(tasks[update.task], completed=done, total=update.total)
 
         result = _analysis(run, args, out, description, progress)
     seconds = time.perf_counter() - start
@@ -182,22 +185,24 @@ def _analysis(run, args, out, description, progress):
         checkpoint = None if args.checkpoint == "none" else "sqrt"
     else:
         checkpoint = int(args.checkpoint)
-    return matrix_free_analysis(
-        run,
-        k=args.k,
-        key=jax.random.key(0),
-        method=args.method,
-        depth=args.depth,
-        residuals=args.residuals,
-        tol=args.tol or None,
-        num_probes=args.probes,
-        probes_per_batch=args.probes,
-        density_depth=args.density_depth,
-        checkpoint_every=checkpoint,
-        out=out,
-        config=description,
-        progress=progress,
-    )
+    if args.method == "lanczos":
+        svd = Lanczos(depth=args.depth, residuals=args.residuals, tol=args.tol or None)
+    else:
+        svd = Randomized()
+    density = SLQ(num_probes=args.probes, depth=args.density_depth, probes_per_batch=args.probes)
+    # the stages (top-k of J and of J - I, the density) are kept in `out` and resumed
+    folder = JobFolder(out, "benchmark training_jacobian_scale", {"description": description})
+    with folder.claimed():
+        return matrix_free_analysis(
+            run,
+            k=args.k,
+            key=jax.random.key(0),
+            svd=svd,
+            density=density,
+            checkpoint_every=checkpoint,
+            stages=folder,
+            progress=progress,
+        )
 
 
 def _cost_table(report: dict) -> Table:

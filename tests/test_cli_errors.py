@@ -3,11 +3,12 @@ traceback: flags checked as they are parsed, before any work; a folder it cannot
 create or write; a full disk, with what was kept and how to resume."""
 
 import errno
+import re
 
 import pytest
 
-import jacscope.jobs.train_jacobian as train_jacobian_job
 from jacscope.cli import main
+from jacscope.jobs import JobFolder
 
 TINY = ["--hidden", "8", "--epochs", "1", "--train-size", "256", "--batch-size", "32"]
 
@@ -20,19 +21,77 @@ TINY = ["--hidden", "8", "--epochs", "1", "--train-size", "256", "--batch-size",
         ("train-jacobian", "--lr", "-0.1"),
         ("train-jacobian", "--momentum", "1.5"),
         ("train-jacobian", "--hidden", "0"),
-        ("train-jacobian", "--tol", "0"),
+        ("train-jacobian --matrix-free", "--lanczos-tol", "0"),
+        ("train-jacobian --matrix-free", "--slq-num-probes", "1"),
         ("spectrum", "--lr", "inf"),
+        ("spectrum", "--lr", "0"),
         ("spectrum", "--k", "-3"),
     ],
 )
-def test_bad_flag_values_are_refused_as_they_are_parsed(tmp_path, capsys, command, flag, value):
+def test_bad_flag_values_are_refused_before_any_work(tmp_path, capsys, command, flag, value):
+    """As they are parsed (a value that is not a finite number) or as the configuration
+    is built (a value out of range): one line naming the setting, nothing written."""
     out = tmp_path / "run"
+    try:
+        status = main([*command.split(), flag, value, "--out", str(out)])
+    except SystemExit as exit_info:
+        status = exit_info.code
+    assert status == 2
+    err = " ".join(capsys.readouterr().err.split())
+    setting = flag.removeprefix("--").removeprefix("lanczos-").removeprefix("slq-")
+    assert (f"argument {flag}" in err or setting.replace("-", "_") in err) and value in err
+    assert "Traceback" not in err and len(err) < 300
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "suggestion"),
+    [
+        (["train-jacobian", "--hiden", "8"], "did you mean --hidden?"),
+        (["train-jacobian", "--optimizer", "adm"], "did you mean adam?"),
+        (["spectrum", "--wrt", "param"], "did you mean params?"),
+    ],
+)
+def test_a_misspelt_flag_or_choice_gets_one_line_with_a_suggestion(
+    tmp_path, capsys, argv, suggestion
+):
     with pytest.raises(SystemExit) as exit_info:
-        main([command, flag, value, "--out", str(out)])
+        main([*argv, "--out", str(tmp_path / "run")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert f"argument {flag}" in err and value in err and "Traceback" not in err
-    assert not out.exists()
+    assert suggestion in " ".join(err.split()) and "usage:" not in err
+    assert len(err.strip().splitlines()) <= 2  # one line (rich may wrap it)
+
+
+def test_an_output_folder_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    err = _one_line_error(capsys, ["train-jacobian", *TINY, "--out", str(tmp_path / "file")])
+    assert "is a file" in err or "Not a directory" in err
+
+
+def test_ctrl_c_says_what_was_saved(tmp_path, capsys, monkeypatch):
+    """Interrupted after the second chunk of J: no traceback, the chunks saved named, and
+    the same command resumes from them."""
+    import jacscope.training._jacobian as exact
+
+    real = exact.training_jacobian
+    reports = []
+
+    def interrupted(run, **kwargs):
+        def progress(update):
+            reports.append(update)
+            if len(reports) == 2:  # after the first round of chunks
+                raise KeyboardInterrupt
+
+        return real(run, **{**kwargs, "chunk_size": 200, "progress": progress})
+
+    monkeypatch.setattr("jacscope.jobs.train_jacobian.training_jacobian", interrupted)
+    out = tmp_path / "run"
+    assert main(["train-jacobian", *TINY, "--out", str(out)]) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    saved = re.search(r"interrupted: (\d+) of 4 chunks of J saved", err)
+    assert saved and 1 <= int(saved.group(1)) < 4, err  # one chunk per device in a round
+    assert "rerun the same command to resume" in err and "Traceback" not in err
 
 
 def _one_line_error(capsys, argv) -> str:
@@ -55,14 +114,15 @@ def test_an_output_folder_the_system_refuses(capsys):
 
 
 def test_a_full_disk_says_what_is_kept_and_that_the_command_resumes(tmp_path, capsys, monkeypatch):
-    def full(path, **arrays):
+    def full(self, name, value, **kwargs):
+        path = self.path / "stages" / f"{name}.npz"
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(train_jacobian_job, "_save_spectrum", full)
+    monkeypatch.setattr(JobFolder, "save", full)
     out = tmp_path / "run"
     argv = ["train-jacobian", *TINY, "--analyses", "spectrum", "--out", str(out)]
     err = _one_line_error(capsys, argv)
-    assert "the disk is full (No space left on device" in err and "spectrum.npz" in err
+    assert "the disk is full (No space left on device" in err and "singular-values.npz" in err
     assert f"kept in {out}" in err and "the same command resumes" in err
     assert (out / "jacobian.npy").exists()  # the finished stage is there to resume from
 

@@ -9,7 +9,7 @@ from jacscope.cli import main
 from jacscope.training import TrainingConfig, build_run, training_jacobian
 
 TINY = ["--hidden", "8", "--epochs", "1", "--train-size", "256", "--batch-size", "32"]
-FREE = ["--matrix-free", "--k", "4", "--probes", "2", "--density-depth", "8"]
+FREE = ["--matrix-free", "--k", "4", "--slq-num-probes", "2", "--slq-depth", "8"]
 
 
 def _mtimes(folder):
@@ -48,7 +48,7 @@ def test_writes_the_report_and_never_the_jacobian(finished):
     assert analysis["sweeps"]["total"] > 0 and report["peak_memory_mib"] > 0
     for name in ("top_j", "top_j_minus_i"):
         assert len(analysis[name]["values"]) == 4
-        assert (finished / "matrix_free" / f"{name}.npz").is_file()
+        assert (finished / "stages" / f"{name}.npz").is_file()
     html = (finished / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2
     assert "estimate" in html
@@ -68,7 +68,8 @@ def test_second_run_resumes_every_stage(finished):
     before = {k: v for k, v in _mtimes(finished).items() if k != "report.html"}
     assert main(["train-jacobian", *TINY, *FREE, "--out", str(finished)]) == 0
     report = json.loads((finished / "report.json").read_text())
-    assert set(report["resumed"]) == {"top_j", "top_j_minus_i", "density:0", "density:1"}
+    batches = {"density-batch-00000", "density-batch-00001"}
+    assert set(report["resumed"]) == {"top_j", "top_j_minus_i", *batches}
     after = _mtimes(finished)
     assert {k: after[k] for k in before} == before
 
@@ -88,10 +89,34 @@ def test_exact_only_options_are_refused(tmp_path, capsys):
 
 def test_folders_of_the_other_path_are_refused(finished, tmp_path, capsys):
     exact = tmp_path / "exact"
+    claim = {"format": "jacscope.job/2", "kind": "train-jacobian", "identity": {}}
     exact.mkdir()
-    (exact / "job.json").write_text("{}")
+    (exact / "job.json").write_text(json.dumps(claim))
     assert main(["train-jacobian", *TINY, *FREE, "--out", str(exact)]) == 2
-    assert "exact" in capsys.readouterr().err
+    assert "holds a `jacscope train-jacobian` job" in " ".join(capsys.readouterr().err.split())
     assert sorted(p.name for p in exact.iterdir()) == ["job.json"]
     assert main(["train-jacobian", *TINY, "--out", str(finished)]) == 2
-    assert "matrix-free" in capsys.readouterr().err
+    assert "--matrix-free` job" in " ".join(capsys.readouterr().err.split())
+
+
+def test_flags_of_the_other_method_are_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train-jacobian", *TINY, *FREE, "--randomized-oversampling", "4", "--out", str(out)]
+    assert main(args) == 2
+    assert "--randomized-oversampling apply to --method randomized, not lanczos" in " ".join(
+        capsys.readouterr().err.split()
+    )
+    assert not out.exists()
+
+
+def test_the_written_config_reproduces_the_run(finished, tmp_path):
+    again = tmp_path / "again"
+    assert (
+        main(["train-jacobian", "--config", str(finished / "config.toml"), "--out", str(again)])
+        == 0
+    )
+    first = json.loads((finished / "report.json").read_text())
+    second = json.loads((again / "report.json").read_text())
+    assert second["mode"] == "matrix-free" and second["config"] == first["config"]
+    assert second["options"] == first["options"]
+    assert second["analysis"]["regions"] == first["analysis"]["regions"]

@@ -1,6 +1,7 @@
 """`jacscope spectrum` end to end, in process, on a tiny configuration, against dense algebra."""
 
 import argparse
+import dataclasses
 import json
 import runpy
 import sys
@@ -11,13 +12,14 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+import jacscope
 from jacscope.cli import COMMANDS, build_parser, main
-from jacscope.cli import _spectrum as cli_spectrum
 from jacscope.jobs import SpectrumConfig, SpectrumResult, prepare_jacobian, run_spectrum
 from jacscope.jobs.spectrum import STAGES
 from jacscope.models import mlp_apply
 
-TINY = ["--hidden", "8", "--examples", "4", "--epochs", "1", "--k", "4", "--matvecs", "20"]
+TINY = ["--hidden", "8", "--num-examples", "4", "--epochs", "1", "--k", "4", "--dtype", "float64"]
+TINY += ["--num-matvecs", "20"]
 
 
 def _run(tmp_path, *extra):
@@ -59,11 +61,13 @@ def _check_against_dense(result, dense, converged):
 
 
 def test_spectrum_params_matches_dense_jacobian(params_run, capsys):
-    assert sorted(p.name for p in params_run.iterdir()) == ["spectrum.json", "spectrum.png"]
+    files = ["config.toml", "job.json", "report.json", "spectrum.png", "stages"]
+    assert sorted(p.name for p in params_run.iterdir()) == files
     assert (params_run / "spectrum.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    result = json.loads((params_run / "spectrum.json").read_text())
+    result = json.loads((params_run / "report.json").read_text())
     assert set(result) == set(SpectrumResult._fields)
-    config = SpectrumConfig.from_dict(result["config"])
+    config = SpectrumConfig(**result["config"])
+    assert jacscope.load(params_run).config == config
     assert (config.wrt, config.k, config.hidden, config.num_examples) == ("params", 4, (8,), 4)
     num_params = 64 * 8 + 8 + 8 * 10 + 10
     assert result["shape"] == [4 * 10, num_params] and result["dtype"] == "float64"
@@ -88,9 +92,9 @@ def test_spectrum_inputs_pools_per_example_spectra(tmp_path, capsys):
     options = ["--method", "randomized", "--trace-method", "hutchpp"]
     rc, out = _run(tmp_path, "--wrt", "inputs", *options)
     assert rc == 0
-    result = json.loads((out / "spectrum.json").read_text())
+    result = json.loads((out / "report.json").read_text())
     assert result["shape"] == [4 * 10, 4 * 64]
-    prepared = prepare_jacobian(SpectrumConfig.from_dict(result["config"]))
+    prepared = prepare_jacobian(SpectrumConfig(**result["config"]))
     dense = np.asarray(prepared.op.materialize())
     # J is block diagonal: one 10 x 64 input Jacobian per example.
     blocks = jax.vmap(jax.jacfwd(lambda x: mlp_apply(prepared.params, x)))(prepared.x)
@@ -103,31 +107,26 @@ def test_spectrum_inputs_pools_per_example_spectra(tmp_path, capsys):
     assert "Top 4 singular values" in printed and "tr(J J^T)" in printed
 
 
-def test_rerun_reuses_refuses_or_forces(params_run, capsys, monkeypatch):
-    json_path = params_run / "spectrum.json"
-    before = json_path.read_bytes()
-    stored = json.loads(before)
-    capsys.readouterr()
+def test_rerun_reuses_refuses_or_forces(params_run, capsys):
+    json_path = params_run / "report.json"
+    stored = json.loads(json_path.read_text())
     out = str(params_run)
     rc = main(["spectrum", "--dataset", "digits", *TINY, "--wrt", "params", "--out", out])
-    assert rc == 0 and json_path.read_bytes() == before
-    assert "already holds" in " ".join(capsys.readouterr().out.split())  # rich wraps lines
+    assert rc == 0
+    again = json.loads(json_path.read_text())
+    assert again["resumed"] == ["svd", "trace", "frobenius"]
+    for name in ("singular_values", "residuals", "gram_trace", "frobenius_sq"):
+        assert again[name] == stored[name], name
+    assert "reused from" in " ".join(capsys.readouterr().out.split())  # rich wraps lines
+    before = json_path.read_bytes()
     changed = ["spectrum", "--dataset", "digits", *TINY[:-1], "30", "--wrt", "params"]
-    rc = main([*changed, "--out", out])  # another --matvecs
+    rc = main([*changed, "--out", out])  # another --num-matvecs
     assert rc == 2 and json_path.read_bytes() == before
     err = " ".join(capsys.readouterr().err.split())
-    assert "num_matvecs" in err and "--force" in err
-
-    # With --force the stored result is replaced (the computation itself is stubbed:
-    # what is checked is the folder's handling, the job is checked above).
-    def fake_run(config, progress):
-        assert not json_path.exists()  # the stale result is gone before computing
-        return SpectrumResult(**{**stored, "config": config.to_dict()})
-
-    monkeypatch.setattr(cli_spectrum, "run_spectrum", fake_run)
+    assert "config.num_matvecs" in err and "--force" in err
     assert main([*changed, "--out", out, "--force"]) == 0
-    assert json.loads(json_path.read_text())["config"]["num_matvecs"] == 30
-    assert sorted(p.name for p in params_run.iterdir()) == ["spectrum.json", "spectrum.png"]
+    forced = json.loads(json_path.read_text())
+    assert forced["config"]["num_matvecs"] == 30 and forced["resumed"] == []
 
 
 def test_k_too_large_names_k_and_shape(params_run, tmp_path, capsys):
@@ -137,10 +136,10 @@ def test_k_too_large_names_k_and_shape(params_run, tmp_path, capsys):
     assert "k=41" in err and "(40, 610)" in err
     assert not (tmp_path / "x").exists()
     # Checked before the output folder: even --force keeps a finished result.
-    before = (params_run / "spectrum.json").read_bytes()
+    before = (params_run / "report.json").read_bytes()
     rc = main(["spectrum", *TINY, "--k", "41", "--out", str(params_run), "--force"])
     assert rc == 2 and "k=41" in capsys.readouterr().err
-    assert (params_run / "spectrum.json").read_bytes() == before
+    assert (params_run / "report.json").read_bytes() == before
 
 
 def test_bad_options_are_refused(tmp_path, capsys):
@@ -180,7 +179,7 @@ def test_result_is_plain_json():
 
 
 def _fake_result():
-    config = SpectrumConfig(k=2).to_dict()
+    config = json.loads(json.dumps(dataclasses.asdict(SpectrumConfig(k=2))))
     estimate = {"value": 2.0, "stderr": 0.1, "num_matvecs": 10}
     return SpectrumResult(
         config=config,
@@ -195,4 +194,5 @@ def _fake_result():
         training={"num_steps": 1},
         timings=dict.fromkeys((*STAGES, "total"), 0.0),
         dtype=jnp.dtype(float).name,
+        resumed=[],
     )

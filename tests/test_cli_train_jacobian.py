@@ -5,14 +5,15 @@ import json
 import numpy as np
 import pytest
 
+import jacscope
 from jacscope.cli import main
-from jacscope.jobs.train_jacobian import DEFAULT_ANALYSES
+from jacscope.jobs import DEFAULT_ANALYSES
 
 TINY = ["--hidden", "8", "--epochs", "1", "--train-size", "256", "--batch-size", "32"]
 
 
 def _mtimes(folder):
-    return {p.name: p.stat().st_mtime_ns for p in sorted((folder / "analyses").iterdir())}
+    return {p.name: p.stat().st_mtime_ns for p in sorted((folder / "stages").glob("analysis-*"))}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def finished(tmp_path_factory):
 
 
 def test_writes_every_file(finished):
-    for name in ("jacobian.npy", "spectrum.npz", "report.json", "report.html"):
+    for name in ("jacobian.npy", "stages/singular-values.npz", "report.json", "report.html"):
         assert (finished / name).is_file(), name
     report = json.loads((finished / "report.json").read_text())
     assert report["num_params"] == 64 * 8 + 8 + 8 * 10 + 10
@@ -42,9 +43,11 @@ def test_writes_every_file(finished):
     # The saved spectrum is that of the saved Jacobian.
     J = np.load(finished / "jacobian.npy")
     assert J.shape == (report["num_params"],) * 2
-    with np.load(finished / "spectrum.npz") as spectrum:
-        assert set(spectrum.files) == {"S", "jacobian"}  # and the digest of the J it is of
+    with np.load(finished / "stages" / "singular-values.npz") as spectrum:
+        assert set(spectrum.files) == {"S"}
         S = spectrum["S"]
+    record = json.loads((finished / "stages" / "singular-values.json").read_text())
+    assert record["depends"]["jacobian"] == jacscope.training.jacobian_digest(finished)
     exact = np.linalg.svd(J.astype(np.float64), compute_uv=False)
     np.testing.assert_allclose(S, exact, rtol=1e-4, atol=1e-5)
     assert regions["bulk"][0] == np.count_nonzero(np.abs(S - 1) <= 1e-3)
@@ -57,16 +60,18 @@ def test_writes_every_file(finished):
 def test_second_run_resumes_and_redoes_only_what_is_missing(finished):
     # As after a run killed during the first analysis: its result and report.json missing.
     (finished / "report.json").unlink()
-    (finished / "analyses" / "spectrum.json").unlink()
+    (finished / "stages" / "analysis-spectrum.json").unlink()
     before = _mtimes(finished)
     jacobian_mtime = (finished / "jacobian.npy").stat().st_mtime_ns
     args = ["train-jacobian", *TINY, "--restricted-ks", "30,120", "--out", str(finished)]
     assert main(args) == 0
     report = json.loads((finished / "report.json").read_text())
-    assert set(report["resumed"]) == {"jacobian", "svd", *DEFAULT_ANALYSES} - {"spectrum"}
+    assert set(report["resumed"]) == {"jacobian", "singular-values", *DEFAULT_ANALYSES} - {
+        "spectrum"
+    }
     after = _mtimes(finished)
-    assert "spectrum.json" in after
-    del after["spectrum.json"]
+    assert "analysis-spectrum.json" in after
+    del after["analysis-spectrum.json"]
     assert after == before
     assert (finished / "jacobian.npy").stat().st_mtime_ns == jacobian_mtime
     assert report["regions"] == report["analyses"]["spectrum"]["numbers"]
@@ -91,7 +96,7 @@ def test_other_config_refused_without_force(finished, capsys):
     other = ["--hidden", "6", *TINY[2:]]
     assert main(["train-jacobian", *other, "--out", str(finished)]) == 2
     message = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
-    assert "differing: hidden); pass --force" in message
+    assert "differing: config.hidden); pass --force" in message
     assert (finished / "report.json").read_text() == report_json
 
 
@@ -107,25 +112,32 @@ def test_bad_options_are_refused_before_writing(tmp_path, capsys, option, value,
 
 
 def test_a_spectrum_of_another_jacobian_is_not_reused(finished):
-    # As after J was recomputed: spectrum.npz and one analysis derived from another J.
+    # As after J was recomputed: the spectrum and one analysis derived from another J.
     args = ["train-jacobian", *TINY, "--restricted-ks", "30,120", "--out", str(finished)]
-    with np.load(finished / "spectrum.npz") as saved:
-        S, digest = saved["S"], str(saved["jacobian"])
-    np.savez(finished / "spectrum.npz", S=np.zeros_like(S), jacobian=np.array("another J"))
-    record = json.loads((finished / "analyses" / "alignment.json").read_text())
-    assert record["params"]["jacobians"] == {"main": digest}
-    record["params"]["jacobians"]["main"] = "another J"
-    (finished / "analyses" / "alignment.json").write_text(json.dumps(record))
+    stages = finished / "stages"
+    with np.load(stages / "singular-values.npz") as saved:
+        S = saved["S"]
+    np.savez(stages / "singular-values.npz", S=np.zeros_like(S))
+    digest = jacscope.training.jacobian_digest(finished)
+    for name in ("singular-values", "analysis-alignment"):
+        record = json.loads((stages / f"{name}.json").read_text())
+        key = ("depends", "jacobian") if name == "singular-values" else None
+        if key:
+            assert record["depends"]["jacobian"] == digest
+            record["depends"]["jacobian"] = "another J"
+        else:
+            assert record["depends"]["jacobians"] == {"main": digest}
+            record["depends"]["jacobians"]["main"] = "another J"
+        (stages / f"{name}.json").write_text(json.dumps(record))
     assert main(args) == 0
     report = json.loads((finished / "report.json").read_text())
-    assert "svd" not in report["resumed"] and "alignment" not in report["resumed"]
+    assert "singular-values" not in report["resumed"] and "alignment" not in report["resumed"]
     assert "outputs" in report["resumed"]
-    with np.load(finished / "spectrum.npz") as saved:
+    with np.load(stages / "singular-values.npz") as saved:
         np.testing.assert_array_equal(saved["S"], S)
-        assert str(saved["jacobian"]) == digest
 
 
-@pytest.mark.parametrize("name", ["spectrum.npz", "analyses/outputs.json"])
+@pytest.mark.parametrize("name", ["stages/singular-values.npz", "stages/analysis-outputs.json"])
 def test_a_truncated_result_is_named_without_a_traceback(finished, capsys, name):
     path = finished / name
     content = path.read_bytes()
@@ -147,5 +159,7 @@ def test_force_starts_over_for_another_config(finished):
     assert report["config"]["hidden"] == 6 and report["resumed"] == []
     assert report["num_params"] == 64 * 6 + 6 + 6 * 10 + 10
     assert list(report["analyses"]) == ["spectrum"]
-    assert sorted(p.name for p in (finished / "analyses").iterdir()) == ["spectrum.json"]
+    assert sorted(p.name for p in (finished / "stages").glob("analysis-*")) == [
+        "analysis-spectrum.json"
+    ]
     assert np.load(finished / "jacobian.npy").shape == (report["num_params"],) * 2

@@ -13,6 +13,8 @@ from jax.flatten_util import ravel_pytree
 import jacscope
 from jacscope import linalg
 from jacscope.data import load_digits, make_batches
+from jacscope.jobs import JobFolder
+from jacscope.linalg import SLQ, Lanczos, Randomized
 from jacscope.models import classification_loss, init_mlp, mlp_apply
 from jacscope.training import (
     TrainingRun,
@@ -23,7 +25,7 @@ from jacscope.training import (
 from spectra import dense_operator
 
 K = 6
-OPTIONS = dict(k=K, num_probes=6, probes_per_batch=3, num_bins=12)
+OPTIONS = dict(k=K, num_bins=12)
 
 
 @pytest.fixture(scope="module")
@@ -49,21 +51,27 @@ def exact(run):
     )
 
 
+def _slq(run):
+    return SLQ(num_probes=6, depth=ravel_pytree(run.params0)[0].size, probes_per_batch=3)
+
+
+def _folder(out):
+    return JobFolder(out, "test", {"name": "small"})
+
+
 @pytest.fixture(scope="module")
 def analysed(run, tmp_path_factory):
     out = tmp_path_factory.mktemp("matrix_free")
-    num = ravel_pytree(run.params0)[0].size
-    stages = []
+    tasks = []
     result = matrix_free_analysis(
         run,
         key=jax.random.key(1),
-        density_depth=num,
-        out=out,
-        config={"name": "small"},
-        progress=lambda stage, done, total: stages.append(stage),
+        density=_slq(run),
+        stages=_folder(out),
+        progress=lambda update: tasks.append(update.task),
         **OPTIONS,
     )
-    return result, out, stages
+    return result, out, tasks
 
 
 def test_top_singular_values_match_exact(exact, analysed):
@@ -75,7 +83,7 @@ def test_top_singular_values_match_exact(exact, analysed):
         np.testing.assert_allclose(top["values"], reference[:K], rtol=1e-6)
         assert max(top["relative_residuals"]) < 1e-6
         assert top["sweeps"] == top["num_matvecs"] - K + 1  # the K residuals: one sweep
-    with np.load(out / "matrix_free" / "top_j_minus_i.npz") as saved:
+    with np.load(out / "stages" / "top_j_minus_i.npz") as saved:
         A = J - np.eye(len(J))
         np.testing.assert_allclose(A @ saved["Vt"].T, saved["U"] * saved["S"], atol=1e-8)
     json.dumps(result._asdict(), allow_nan=False)  # plain JSON values
@@ -130,40 +138,26 @@ def test_quadrature_bracket_holds_at_low_depth():
 def test_resumes_without_recomputing(run, analysed):
     result, out, _ = analysed
     num = ravel_pytree(run.params0)[0].size
-    again = matrix_free_analysis(
+    analyse = lambda **changes: matrix_free_analysis(
         run,
-        key=jax.random.key(1),
-        density_depth=num,
-        out=out,
-        config={"name": "small"},
+        **{"key": jax.random.key(1), "density": _slq(run), "stages": _folder(out), **changes},
         **OPTIONS,
     )
+    again = analyse()
     assert again.sweeps["total"] == 0
-    assert again.resumed == ["top_j", "top_j_minus_i", "density:0", "density:1"]
+    batches = ["density-batch-00000", "density-batch-00001"]
+    assert again.resumed == ["top_j", "top_j_minus_i", *batches]
     assert again.regions == result.regions and again.top_j["values"] == result.top_j["values"]
     # a run killed during the second probe batch: that batch alone is recomputed
-    (out / "matrix_free" / "probes" / "batch_00001.npz").unlink()
-    partial = matrix_free_analysis(
-        run,
-        key=jax.random.key(1),
-        density_depth=num,
-        out=out,
-        config={"name": "small"},
-        **OPTIONS,
-    )
+    (out / "stages" / "density-batch-00001.json").unlink()
+    partial = analyse()
     assert partial.sweeps["total"] == 2 * num * 3
-    assert partial.resumed == ["top_j", "top_j_minus_i", "density:0"]
+    assert partial.resumed == ["top_j", "top_j_minus_i", batches[0]]
     np.testing.assert_allclose(partial.regions["bulk"], result.regions["bulk"], rtol=1e-10)
-    with pytest.raises(ValueError, match="force=True"):
-        matrix_free_analysis(
-            run,
-            key=jax.random.key(1),
-            density_depth=num,
-            out=out,
-            config={"name": "other"},
-            **OPTIONS,
-        )
-    shutil.rmtree(out / "matrix_free")
+    # another key is another computation: nothing is reused
+    other = analyse(key=jax.random.key(2), density=SLQ(num_probes=2, depth=4))
+    assert other.resumed == [] and other.sweeps["total"] > 0
+    shutil.rmtree(out / "stages")
 
 
 def test_randomized_top_k_within_residuals(run, exact):
@@ -180,11 +174,8 @@ def test_tol_stops_lanczos_once_residuals_are_small(run, exact):
         run,
         k=K,
         key=jax.random.key(4),
-        depth=100,
-        residuals="recurrence",
-        tol=1e-6,
-        num_probes=2,
-        density_depth=4,
+        svd=Lanczos(depth=100, residuals="recurrence", tol=1e-6),
+        density=SLQ(num_probes=2, depth=4),
     )
     for name, exact_values in (("top_j", S_exact), ("top_j_minus_i", S_shift)):
         top = getattr(result, name)
@@ -195,12 +186,14 @@ def test_tol_stops_lanczos_once_residuals_are_small(run, exact):
 
 def test_bad_options(run):
     with pytest.raises(ValueError, match="num_probes"):
-        matrix_free_analysis(run, key=jax.random.key(0), num_probes=1)
-    with pytest.raises(ValueError, match="method"):
-        matrix_free_analysis(run, key=jax.random.key(0), method="power")
+        SLQ(num_probes=1)
+    with pytest.raises(ValueError, match="svd must be"):
+        matrix_free_analysis(run, key=jax.random.key(0), svd="power")
+    with pytest.raises(ValueError, match="density must be"):
+        matrix_free_analysis(run, key=jax.random.key(0), density=Randomized())
     with pytest.raises(ValueError, match="residuals"):
-        matrix_free_analysis(
-            run, key=jax.random.key(0), method="randomized", residuals="recurrence"
-        )
-    with pytest.raises(ValueError, match="tol must be a positive number"):
-        matrix_free_analysis(run, key=jax.random.key(0), method="randomized", tol=1e-3)
+        Lanczos(residuals="power")
+    with pytest.raises(ValueError, match="tol must be a finite number > 0"):
+        Lanczos(tol=float("nan"))
+    with pytest.raises(ValueError, match="bandwidth"):
+        matrix_free_analysis(run, key=jax.random.key(0), bandwidth=0.0)

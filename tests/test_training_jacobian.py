@@ -184,8 +184,8 @@ def test_max_bytes_sizes_chunks_and_falls_back_to_recomputing(momentum_case, tmp
 def _chunk_counter(stop_after=None):
     calls = []
 
-    def progress(done, total, elapsed, flops):
-        calls.append((done, total, elapsed, flops))
+    def progress(update):
+        calls.append((update.done, update.total, update.elapsed, update.flops))
         if stop_after is not None and len(calls) > stop_after:
             raise KeyboardInterrupt
 
@@ -282,7 +282,7 @@ def test_sharded_over_two_host_devices_equals_unsharded(momentum_case, tmp_path)
         assert len(jax.devices()) == 2, jax.devices()
         rounds = []
         jac = training_jacobian(case.mlp_run(), chunk_size=7,
-                                progress=lambda *a: rounds.append(a[0]))
+                                progress=lambda update: rounds.append(update.done))
         assert rounds == [0, 14, 26], rounds  # two chunks per round, one per device
         np.save({str(tmp_path / "sharded.npy")!r}, jac)
     """

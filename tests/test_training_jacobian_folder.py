@@ -92,7 +92,7 @@ _KILLED = """
         _store.ChunkStore.write = half_write
     elif moment == "before_commit":
         _store.ChunkStore.commit = flushed_not_committed
-    progress = lambda done, *_: kill() if moment == "after_commit" and done >= 14 else None
+    progress = lambda update: kill() if moment == "after_commit" and update.done >= 14 else None
     training_jacobian(case.mlp_run(), chunk_size=7, out=folder, progress=progress)
 """
 

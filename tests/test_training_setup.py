@@ -104,7 +104,7 @@ def test_adam_option_matches_manual_first_step():
 
 def test_options_change_the_run():
     config = TrainingConfig(
-        hidden=16, depth=2, epochs=3, batch_size=50, train_size=200, lr=0.05, seed=4
+        hidden=16, hidden_layers=2, epochs=3, batch_size=50, train_size=200, lr=0.05, seed=4
     )
     setup = build_run(config)
     sizes = [(layer["w"].shape, layer["b"].shape) for layer in setup.run.params0]

@@ -22,6 +22,8 @@ from jacscope import training as training
 from jacscope._devices import use_cpu_cores as use_cpu_cores
 from jacscope._devices import use_cpu_cores_by_default
 from jacscope._io import FolderError as FolderError
+from jacscope._progress import Progress as Progress
+from jacscope.jobs import load as load
 from jacscope.linalg import Estimate as Estimate
 from jacscope.operators import AbstractLinearOperator as AbstractLinearOperator
 from jacscope.operators import DenseTooLarge as DenseTooLarge

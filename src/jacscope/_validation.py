@@ -48,6 +48,28 @@ def nonfinite_steps(losses: Any) -> np.ndarray:
     return np.flatnonzero(~np.isfinite(np.asarray(losses)))
 
 
+def check_x64(dtype: str) -> None:
+    """Refuse `dtype="float64"` while JAX computes in float32 (`jax_enable_x64` off)."""
+    if dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError(
+            "dtype='float64' needs jax_enable_x64: call "
+            "jax.config.update('jax_enable_x64', True) first"
+        )
+
+
+def check_losses(losses: Any, advice: str) -> None:
+    """`FloatingPointError` naming the first step of a run whose loss is NaN or
+    infinite, how many are, and `advice` (what to do about it)."""
+    values = np.asarray(losses)
+    bad = nonfinite_steps(values)
+    if bad.size:
+        step = int(bad[0])
+        raise FloatingPointError(
+            f"training diverged: the loss is {values[step]} at step {step} (of {values.size}; "
+            f"0-based, {bad.size} step(s) with a non-finite loss); {advice}"
+        )
+
+
 def _check_is_array(x: Any, length: int, what: str) -> None:
     """Refuse a pytree (a dict, list, Module) where a flat array is expected."""
     if not isinstance(x, jax.Array | np.ndarray):

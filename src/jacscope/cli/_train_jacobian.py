@@ -10,167 +10,110 @@ from typing import Any
 
 import jax
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from jacscope.cli._types import fraction, positive_float, positive_int
+from jacscope.cli._flags import add_flags, given, given_flags, merged
+from jacscope.cli._progress import progress_bars
+from jacscope.jobs import (
+    ANALYSES,
+    ExactSettings,
+    MatrixFreeSettings,
+    run_matrix_free,
+    run_train_jacobian,
+)
+from jacscope.jobs._config_file import build, read_toml
 from jacscope.jobs.matrix_free import MODE as MATRIX_FREE
-from jacscope.jobs.matrix_free import run_matrix_free
-from jacscope.jobs.train_jacobian import ANALYSES, DEFAULT_ANALYSES, run_train_jacobian
-from jacscope.report import write_matrix_free_report, write_training_report
-from jacscope.report._matrix_free import REGION_HEADERS, region_rows, stage_seconds, top_rows
+from jacscope.report import (
+    REGION_HEADERS,
+    region_rows,
+    stage_seconds,
+    top_rows,
+    write_matrix_free_report,
+    write_training_report,
+)
 from jacscope.training import TrainingConfig
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register `train-jacobian` with the `jacscope` subcommand parsers."""
-    defaults = TrainingConfig()
     parser = subparsers.add_parser(
         "train-jacobian",
-        help="exact Jacobian d theta_T / d theta_0 of a training run, its SVD and analyses",
+        help="Jacobian d theta_T / d theta_0 of a training run, exact or matrix-free, analysed",
         description=(
-            "Train an MLP (default: the setting of Belrose & Scherlis, arXiv 2412.07003: "
-            "digits, 64-64-10 GELU, 25 epochs of SGD with momentum, P = 4810), compute the "
-            "exact Jacobian J of the final parameters with respect to the initial ones, its "
-            "SVD, and the selected analyses. Writes DIR/jacobian.npy, DIR/spectrum.npz, "
-            "DIR/analyses/, DIR/report.html and, last, DIR/report.json. A killed run resumes "
-            "where it stopped; --force starts over."
+            "Train a network (default: the setting of Belrose & Scherlis, arXiv 2412.07003: "
+            "digits, 64-64-10 GELU, 25 epochs of SGD with momentum, P = 4810) and measure the "
+            "Jacobian J of the final parameters with respect to the initial ones: exactly "
+            "(J, its SVD and the selected analyses) or, with --matrix-free, from products "
+            "with J only. Writes DIR/job.json, DIR/config.toml, DIR/stages/, "
+            "DIR/report.html and, last, DIR/report.json. A killed run resumes where it "
+            "stopped; --force starts over; --config DIR/config.toml reproduces a run."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--dataset", choices=("digits", "mnist1d"), default=defaults.dataset)
     parser.add_argument(
-        "--model",
-        choices=("mlp", "cnn"),
-        default=defaults.model,
-        help="MLP (--hidden, --depth) or LeNet-5-like CNN",
-    )
-    parser.add_argument("--labels", choices=("real", "shuffled"), default=defaults.labels)
-    parser.add_argument("--inputs", choices=("real", "noise"), default=defaults.inputs)
-    parser.add_argument("--hidden", type=positive_int, default=defaults.hidden, help="hidden width")
-    parser.add_argument("--depth", type=positive_int, default=defaults.depth, help="hidden layers")
-    parser.add_argument("--epochs", type=positive_int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
-    parser.add_argument("--optimizer", choices=("sgd", "adam"), default=defaults.optimizer)
-    parser.add_argument(
-        "--lr",
-        type=positive_float,
-        default=None,
-        help="peak learning rate (default: 0.1 SGD, 3e-3 Adam)",
-    )
-    parser.add_argument("--momentum", type=fraction, default=defaults.momentum, help="SGD momentum")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="initialisation seed")
-    parser.add_argument(
-        "--data-seed", type=int, default=defaults.data_seed, help="seed of the data controls"
-    )
-    parser.add_argument(
-        "--train-size", type=positive_int, default=None, help="use the first N training examples"
-    )
-    parser.add_argument("--dtype", choices=("float32", "float64"), default=defaults.dtype)
-    parser.add_argument(
-        "--analyses",
-        default=None,
-        help=f"comma-separated, from: {', '.join(ANALYSES)}; or 'all' (data and seeds "
-        f"each need further exact Jacobians); default: {','.join(DEFAULT_ANALYSES)}",
-    )
-    parser.add_argument(
-        "--restricted-ks",
-        type=lambda text: [int(k) for k in text.split(",")],
-        default=None,
-        metavar="K1,K2,...",
-        help="subspace dimensions of the restricted analysis (default: 2, 5, 10, 20, 40%% of P)",
-    )
-    parser.add_argument(
-        "--save-vectors", action="store_true", help="also save U and Vt in spectrum.npz"
-    )
-    parser.add_argument(
-        "--svd-dtype", choices=("float32", "float64"), default="float32", help="SVD precision"
-    )
-    parser.add_argument(
-        "--chunk-size",
-        type=positive_int,
-        default=None,
-        help="columns of J per chunk (default: by memory)",
-    )
-    parser.add_argument(
-        "--max-bytes", type=positive_int, default=None, help="memory budget for J's chunks"
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="a config.toml (as a run writes into its folder); flags override its values",
     )
     parser.add_argument("--force", action="store_true", help="discard DIR's results, start over")
-    free = parser.add_argument_group(
-        "matrix-free (models too large for the exact J: top-k triplets of J and J - I, "
-        "a density of J's singular values and estimated region counts)"
-    )
-    free.add_argument("--matrix-free", action="store_true", help="never form J")
-    free.add_argument(
-        "--k", type=positive_int, default=64, help="singular triplets of J and of J - I"
-    )
-    free.add_argument("--method", choices=("lanczos", "randomized"), default="lanczos")
-    free.add_argument(
-        "--lanczos-depth", type=positive_int, default=None, help="Lanczos steps (default 3k + 20)"
-    )
-    free.add_argument(
-        "--tol",
-        type=positive_float,
+    parser.add_argument(
+        "--matrix-free",
+        action="store_true",
         default=None,
-        help="stop Lanczos early once every residual is below TOL times its singular value "
-        "(--lanczos-depth is then the most steps)",
+        help="never form J: top-k of J and J - I, a density and estimated region counts",
     )
-    free.add_argument("--probes", type=positive_int, default=8, help="probes of the density")
-    free.add_argument(
-        "--density-depth", type=positive_int, default=40, help="Lanczos steps per probe"
+    add_flags(parser.add_argument_group("training run"), "training", TrainingConfig)
+    exact = parser.add_argument_group(
+        "exact Jacobian", f"analyses: {', '.join(ANALYSES)}, all, default"
     )
-    free.add_argument(
-        "--checkpoint-every",
-        type=_checkpoint_every,
-        default="sqrt",
-        metavar="sqrt|stored|N",
-        help="reverse-mode products: recompute from checkpoints every ~sqrt(T) or N "
-        "steps, or store the trajectory",
+    add_flags(exact, "exact", ExactSettings)
+    add_flags(
+        parser.add_argument_group("matrix-free (--matrix-free)"), "matrix_free", MatrixFreeSettings
     )
-    free.add_argument("--probe-seed", type=int, default=0, help="seed of the random vectors")
     return parser
 
 
-_EXACT_ONLY = ("analyses", "restricted_ks", "chunk_size", "max_bytes")
+def _refuse_other_mode(args: argparse.Namespace, matrix_free: bool, method: str, model: str):
+    """A flag that does not apply to the chosen mode, method or model is an error."""
+    if matrix_free and given_flags(args, "exact"):
+        flags = ", ".join(given_flags(args, "exact"))
+        raise ValueError(f"{flags} apply to the exact Jacobian, not --matrix-free")
+    if not matrix_free and given_flags(args, "matrix_free"):
+        raise ValueError(
+            f"{', '.join(given_flags(args, 'matrix_free'))} apply only with --matrix-free"
+        )
+    other = "randomized" if method == "lanczos" else "lanczos"
+    if given_flags(args, "matrix_free", other):
+        raise ValueError(
+            f"{', '.join(given_flags(args, 'matrix_free', other))} apply to --method {other}, "
+            f"not {method}"
+        )
+    shape = [f for f in given_flags(args, "training") if f in ("--hidden", "--hidden-layers")]
+    if model == "cnn" and shape:
+        raise ValueError(f"{', '.join(shape)} do not apply to --model cnn (LeNet-5's layers)")
 
 
-def _checkpoint_every(text: str) -> int | str | None:
-    if text in ("sqrt", "stored"):
-        return None if text == "stored" else text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected sqrt, stored or a number of steps, received {text!r}"
-        ) from None
-
-
-def _config(args: argparse.Namespace) -> TrainingConfig:
-    return TrainingConfig(
-        dataset=args.dataset,
-        model=args.model,
-        labels=args.labels,
-        inputs=args.inputs,
-        hidden=args.hidden,
-        depth=args.depth,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        momentum=args.momentum,
-        seed=args.seed,
-        data_seed=args.data_seed,
-        train_size=args.train_size,
-        dtype=args.dtype,
+def configuration(args: argparse.Namespace) -> tuple[TrainingConfig, Any, bool]:
+    """The training setting, the method's settings and whether the run is matrix-free:
+    from `--config` if given, the flags on top; checked before any work."""
+    file = read_toml(args.config) if args.config is not None else {}
+    matrix_free = (
+        args.matrix_free if args.matrix_free is not None else file.get("mode") == MATRIX_FREE
     )
+    training = build(
+        TrainingConfig, merged(file.get("training", {}), given(args, "training")), "training"
+    )
+    if matrix_free:
+        values = merged(file.get("matrix_free", {}), given(args, "matrix_free"))
+        settings = build(MatrixFreeSettings, values, "matrix_free")
+        _refuse_other_mode(args, True, settings.method, training.model)
+    else:
+        settings = build(
+            ExactSettings, merged(file.get("exact", {}), given(args, "exact")), "exact"
+        )
+        _refuse_other_mode(args, False, "lanczos", training.model)
+    return training, settings, matrix_free
 
 
 def _fmt(value: Any) -> str:
@@ -197,8 +140,8 @@ def _run_table(title: str, report: Mapping[str, Any]) -> Table:
     return run
 
 
-def result_tables(report: Mapping[str, Any]) -> list[Table]:
-    """Rich tables of a train-jacobian report: run, region counts, alignment, timings."""
+def _exact_tables(report: Mapping[str, Any]) -> list[Table]:
+    """Rich tables of an exact report: run, region counts, alignment, timings."""
     run = _run_table("Training run", report)
     regions = report["regions"]
     counts = Table(
@@ -226,12 +169,12 @@ def result_tables(report: Mapping[str, Any]) -> list[Table]:
     timing.add_column("seconds", justify="right")
     for stage, seconds in report["timings"].items():
         timing.add_row(stage, _fmt(seconds))
-    timing.add_row("peak memory (MiB)", _fmt(report["peak_memory_mib"]))
+    timing.add_row("peak memory", f"{report['peak_memory_mib']:,.0f} MiB")
     tables.append(timing)
     return tables
 
 
-def matrix_free_tables(report: Mapping[str, Any]) -> list[Table]:
+def _matrix_free_tables(report: Mapping[str, Any]) -> list[Table]:
     """Rich tables of a matrix-free report: run, top singular values, estimated regions,
     cost."""
     analysis = report["analysis"]
@@ -260,115 +203,35 @@ def matrix_free_tables(report: Mapping[str, Any]) -> list[Table]:
     cost.add_row(
         "passes through training", f"{sweeps['total']} ({sweeps['mv']} mv, {sweeps['rmv']} rmv)"
     )
-    cost.add_row("peak memory (MiB)", _fmt(report["peak_memory_mib"]))
+    cost.add_row("peak memory", f"{report['peak_memory_mib']:,.0f} MiB")
     return [run, tops, counts, cost]
 
 
 def report_tables(report: Mapping[str, Any]) -> list[Table]:
     """The rich tables of a train-jacobian report, exact or matrix-free."""
     if report.get("mode") == MATRIX_FREE:
-        return matrix_free_tables(report)
-    return result_tables(report)
-
-
-def _run_matrix_free(args: argparse.Namespace, config: TrainingConfig, console: Console):
-    given = [f"--{name.replace('_', '-')}" for name in _EXACT_ONLY if getattr(args, name)]
-    given += ["--save-vectors"] if args.save_vectors else []
-    if given:
-        raise ValueError(f"{', '.join(given)} apply to the exact Jacobian, not --matrix-free")
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("passes through training"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-    ) as progress:
-        tasks: dict[str, Any] = {}
-
-        def on_sweep(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = progress.add_task(stage, total=total)
-            progress.update(tasks[stage], completed=done, total=total)
-
-        report = run_matrix_free(
-            config,
-            args.out,
-            k=args.k,
-            method=args.method,
-            depth=args.lanczos_depth,
-            tol=args.tol,
-            num_probes=args.probes,
-            density_depth=args.density_depth,
-            checkpoint_every=args.checkpoint_every,
-            seed=args.probe_seed,
-            force=args.force,
-            progress=on_sweep,
-            log=progress.console.log,
-        )
-        progress.console.log("writing report.html and report.json")
-        return report, write_matrix_free_report(args.out, report)
+        return _matrix_free_tables(report)
+    return _exact_tables(report)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run (or resume) the job, write report.html and report.json, print the tables."""
-    if args.dtype == "float64":
+    """Run (or resume) the job, write report.html, print the tables."""
+    config, settings, matrix_free = configuration(args)
+    if config.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    config = _config(args)
     console = Console(log_path=False)
-    if args.matrix_free:
-        report, html_path = _run_matrix_free(args, config, console)
-        for table in matrix_free_tables(report._asdict()):
-            console.print(table)
-        if report.resumed:
-            console.print(f"taken from {args.out}: {', '.join(report.resumed)}")
-        console.print(f"wrote {html_path} and {Path(args.out) / 'report.json'}")
-        return 0
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("columns, {task.fields[chunks]} chunks"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[rate]}"),
-        console=console,
-    ) as progress:
-        tasks: dict[str, Any] = {}
-
-        def on_chunk(label: str, done: int, total: int, elapsed: float, flops: float) -> None:
-            # The first call of each Jacobian comes before its first chunk.
-            if label not in tasks:
-                tasks[label] = progress.add_task(
-                    f"J ({label})", total=total, completed=done, chunks=0, rate=""
-                )
-                return
-            task = tasks[label]
-            chunks = progress.tasks[task].fields["chunks"] + 1
-            rate = f"{flops / elapsed / 1e9:.1f} GFLOP/s" if elapsed > 0 and flops else ""
-            progress.update(task, completed=done, chunks=chunks, rate=rate)
-
-        report = run_train_jacobian(
-            config,
-            args.out,
-            analyses=args.analyses or DEFAULT_ANALYSES,
-            save_vectors=args.save_vectors,
-            svd_dtype=args.svd_dtype,
-            restricted_ks=args.restricted_ks,
-            chunk_size=args.chunk_size,
-            max_bytes=args.max_bytes,
-            force=args.force,
-            progress=on_chunk,
-            log=progress.console.log,
-        )
-        progress.console.log("writing report.html and report.json")
-        html_path = write_training_report(args.out, report)
-    for table in result_tables(report._asdict()):
+    with progress_bars(console) as bars:
+        if matrix_free:
+            report = run_matrix_free(config, args.out, settings, force=args.force, progress=bars)
+            bars.log("writing report.html")
+            html_path = write_matrix_free_report(args.out, report)
+        else:
+            report = run_train_jacobian(config, args.out, settings, force=args.force, progress=bars)
+            bars.log("writing report.html")
+            html_path = write_training_report(args.out, report)
+    for table in report_tables(report._asdict()):
         console.print(table)
     if report.resumed:
-        console.print(f"taken from {args.out}: {', '.join(report.resumed)}")
+        console.print(f"reused from {args.out}: {', '.join(report.resumed)}")
     console.print(f"wrote {html_path} and {Path(args.out) / 'report.json'}")
     return 0

@@ -5,35 +5,75 @@ exact path and the LeNet-5-like CNN), trains it for its loss and accuracy, and r
 `jacscope.training.matrix_free_analysis` on J = d theta_T / d theta_0: the top-k
 singular triplets of J and of J - I with residuals, a density of J's singular values
 and estimated counts of its chaotic, bulk and stable directions with their
-uncertainty. Finished stages and probe batches are saved under `out/matrix_free/`
-as they complete, so a killed run resumes without recomputing them.
+uncertainty. Its stages (`top_j`, `top_j_minus_i`, each probe batch of the density)
+are kept in the folder's `stages/` as they finish (`jacscope.jobs.JobFolder`), so a
+killed run resumes without recomputing them.
 
-A folder holds either an exact job (`jacscope.jobs.train_jacobian`) or a matrix-free
-one; the job refuses a folder holding the other unless `force` clears it. It prints
-nothing and returns a `MatrixFreeReport` of plain values, which `jacscope.report`
-writes as `report.json` and `report.html` (the same layout as the exact path, with
-the estimated numbers marked).
+The job prints nothing and returns a `MatrixFreeReport` of plain values, which
+`jacscope.report` draws (the layout of the exact path, estimated numbers marked).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 import jax
 from jax.flatten_util import ravel_pytree
 
-from jacscope._io import folder_lock
 from jacscope._memory import peak_memory_mib
+from jacscope._progress import Progress, ProgressCallback, report_to
 from jacscope._validation import check_count
-from jacscope.jobs.train_jacobian import clear_folder, train_and_evaluate
+from jacscope.jobs._folder import JobFolder
+from jacscope.jobs.train_jacobian import train_and_evaluate
+from jacscope.linalg import SLQ, Lanczos, Randomized
 from jacscope.training import TrainingConfig, build_run, matrix_free_analysis
 
 MODE = "matrix-free"
 """The `mode` of a matrix-free report.json (an exact one has none)."""
+
+KIND = "train-jacobian --matrix-free"
+
+
+@dataclasses.dataclass(frozen=True)
+class MatrixFreeSettings:
+    """How the training Jacobian is measured from products with it.
+
+    **Fields:**
+
+    - `k`: singular triplets of J and of J - I.
+    - `method`: the top-k method, `"lanczos"` (settings in `lanczos`) or
+      `"randomized"` (settings in `randomized`).
+    - `lanczos`: the settings of Lanczos, `jacscope.linalg.Lanczos`.
+    - `randomized`: the settings of the randomized SVD, `jacscope.linalg.Randomized`.
+    - `slq`: the density's quadrature, `jacscope.linalg.SLQ`.
+    - `checkpoint_every`: reverse-mode products recompute from checkpoints every
+      ~sqrt(T) steps (`"sqrt"`) or every N steps, or read a stored trajectory
+      (`"stored"`).
+    - `probe_seed`: seed of the probe and start vectors.
+    """
+
+    k: int = 64
+    method: Literal["lanczos", "randomized"] = "lanczos"
+    lanczos: Lanczos = Lanczos()
+    randomized: Randomized = Randomized()
+    slq: SLQ = SLQ()
+    checkpoint_every: int | Literal["sqrt", "stored"] = "sqrt"
+    probe_seed: int = 0
+
+    def __post_init__(self):
+        check_count(self.k, "k")
+        if self.method not in ("lanczos", "randomized"):
+            raise ValueError(f"method must be 'lanczos' or 'randomized', received {self.method!r}")
+        if self.checkpoint_every not in ("sqrt", "stored"):
+            check_count(self.checkpoint_every, "checkpoint_every")
+
+    @property
+    def svd(self) -> Lanczos | Randomized:
+        """The chosen top-k method object."""
+        return self.lanczos if self.method == "lanczos" else self.randomized
 
 
 class MatrixFreeReport(NamedTuple):
@@ -46,7 +86,7 @@ class MatrixFreeReport(NamedTuple):
     - `learning_rate`, `num_params`, `num_steps`, `dtype`: of the run.
     - `training`: loss and accuracy of theta_0 and theta_T on the training and test
       sets (as in the exact report).
-    - `options`: the settings of the analysis (k, method, depths, probes, seed).
+    - `options`: `dataclasses.asdict(MatrixFreeSettings)`.
     - `analysis`: `jacscope.training.MatrixFreeResult._asdict()`: `top_j`,
       `top_j_minus_i`, `density`, `regions`, `cost`, `sweeps`, `timings`.
     - `timings`: seconds of `train`, `analysis` and `total` (this call).
@@ -73,100 +113,69 @@ class MatrixFreeReport(NamedTuple):
 
 def run_matrix_free(
     config: TrainingConfig,
-    out: str | Path,
+    out: str | Path | None,
+    settings: MatrixFreeSettings = MatrixFreeSettings(),  # noqa: B008 (frozen)
     *,
-    k: int = 64,
-    method: Literal["lanczos", "randomized"] = "lanczos",
-    depth: int | None = None,
-    tol: float | None = None,
-    num_probes: int = 8,
-    density_depth: int = 40,
-    checkpoint_every: int | Literal["sqrt"] | None = "sqrt",
-    seed: int = 0,
     force: bool = False,
-    progress: Callable[[str, int, int], None] | None = None,
-    log: Callable[[str], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> MatrixFreeReport:
     """Train, then measure the training Jacobian's spectrum from products with it.
 
     **Arguments:**
 
     - `config`: the `TrainingConfig` of the run.
-    - `out`: the output folder (work is saved in `out/matrix_free/`).
-    - `k`, `method`, `depth`: top-k singular triplets of J and of J - I by
-      `jacscope.linalg.svd_topk` (`depth`: Lanczos steps, default `min(P, 3k + 20)`).
-    - `tol`: Lanczos only; stop each iteration early once every residual is at most
-      `tol` times its singular value (`depth` is then the most steps spent).
-    - `num_probes`, `density_depth`: probes and Lanczos steps of the density.
-    - `checkpoint_every`: memory/compute trade-off of the reverse-mode product
-      (`"sqrt"`: checkpoints every ~sqrt(T) steps; an int; `None`: store the
-      trajectory); see `jacscope.training_jacobian_operator`.
-    - `seed`: seed of the probe and start vectors.
+    - `out`: the output folder (`None`: keep nothing).
+    - `settings`: a `MatrixFreeSettings`.
     - `force`: discard what `out` holds (an exact job, or another analysis).
-    - `progress`: `progress(stage, done, total)`, counting sweeps through training.
-    - `log`: `log(message)` when a stage begins.
+    - `progress`: called with a `jacscope.Progress` as each task advances (passes
+      through training within each stage).
 
     **Returns:** a `MatrixFreeReport`.
 
-    **Raises:** `ValueError` for bad options or if `out` holds another computation;
-    `FloatingPointError` if training diverges (naming the step).
+    **Raises:** `jacscope.FolderError` if `out` holds another computation or another
+    process writes it; `ValueError` for bad settings; `FloatingPointError` if training
+    diverges (naming the step). Nothing is written before the settings are checked.
     """
     start = time.perf_counter()
-    log = log or (lambda message: None)
+    progress = report_to(progress)
     setup = build_run(config)
     num_params = int(ravel_pytree(setup.run.params0)[0].size)
-    check_count(k, "k", maximum=num_params)
-    out = Path(out)
-    with folder_lock(out):
-        if (out / "job.json").exists():
-            if not force:
-                raise ValueError(
-                    f"{out} holds an exact train-jacobian run; choose another folder or pass "
-                    "--force (force=True) to discard it"
-                )
-            clear_folder(out)
-        out.mkdir(parents=True, exist_ok=True)
-        if force:
-            # report.json marks a finished folder; a forced run replaces what it describes.
-            # Without force the analysis refuses another computation before writing, and the
-            # same computation gives the same report, so a refused rerun changes nothing.
-            (out / "report.json").unlink(missing_ok=True)
-
-        log("training")
+    check_count(settings.k, "k", maximum=num_params)
+    identity = {
+        "config": dataclasses.asdict(config),
+        "settings": dataclasses.asdict(settings),
+        "run": setup.run.fingerprint(),
+    }
+    sections = {
+        "command": "train-jacobian",
+        "mode": MODE,
+        "training": config,
+        "matrix_free": settings,
+    }
+    folder = JobFolder(out, KIND, identity, sections)
+    with folder.claimed(force=force):
+        progress(Progress("training", 0, 1, "stages"))
         t0 = time.perf_counter()
         _, training = train_and_evaluate(setup)
         timings = {"train": time.perf_counter() - t0}
+        progress(Progress("training", 1, 1, "stages"))
 
-        log("matrix-free analysis")
-        options = {
-            "k": k,
-            "method": method,
-            "depth": depth,
-            "tol": tol,
-            "num_probes": num_probes,
-            "density_depth": density_depth,
-            "checkpoint_every": checkpoint_every,
-            "seed": seed,
-        }
         t0 = time.perf_counter()
         result = matrix_free_analysis(
             setup.run,
-            k=k,
-            key=jax.random.key(seed),
-            method=method,
-            depth=depth,
-            tol=tol,
-            num_probes=num_probes,
-            density_depth=density_depth,
-            checkpoint_every=checkpoint_every,
-            out=out,
-            force=force,
-            config=dataclasses.asdict(config),
+            k=settings.k,
+            key=jax.random.key(settings.probe_seed),
+            svd=settings.svd,
+            density=settings.slq,
+            checkpoint_every=None
+            if settings.checkpoint_every == "stored"
+            else settings.checkpoint_every,
+            stages=folder,
             progress=progress,
         )
         timings["analysis"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - start
-        return MatrixFreeReport(
+        report = MatrixFreeReport(
             mode=MODE,
             config=dataclasses.asdict(config),
             learning_rate=config.learning_rate,
@@ -174,10 +183,12 @@ def run_matrix_free(
             num_steps=setup.run.num_steps,
             dtype=config.dtype,
             training=training,
-            options=options,
+            options=dataclasses.asdict(settings),
             analysis=result._asdict(),
             timings=timings,
             peak_memory_mib=peak_memory_mib(),
             resumed=list(result.resumed),
             estimated=list(result.estimated),
         )
+        folder.finish(report)
+        return report

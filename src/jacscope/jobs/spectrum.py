@@ -3,13 +3,16 @@
 The job trains the default MLP briefly, takes the Jacobian J of its logits on a batch
 of test examples, as a matrix-free `jacscope.JacobianOperator`, and measures it with
 `jacscope.linalg`: the top-k singular values with their residuals, and ||J||_F^2
-estimated twice, as the trace of the Gram matrix J J^T and by `frobenius_sq`.
+estimated twice, as the trace of the Gram matrix J J^T and by `frobenius_sq`. With an
+output folder (`jacscope.jobs.JobFolder`) each measurement is a stage kept in
+`stages/` as it finishes, and the result is written last as `report.json`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
@@ -22,11 +25,16 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from jacscope import linalg
-from jacscope._validation import check_count, check_rank, nonfinite_steps
+from jacscope._progress import Progress, ProgressCallback, report_to
+from jacscope._stages import plain
+from jacscope._validation import check_count, check_losses, check_rank, check_x64
 from jacscope.data import Dataset, load_dataset, make_batches
+from jacscope.jobs._folder import JobFolder
 from jacscope.models import accuracy, classification_loss, init_mlp, mlp_apply
 from jacscope.operators import JacobianOperator, jacobian_operator
 from jacscope.training import TrainingRun
+
+KIND = "spectrum"
 
 STAGES = ("data", "train", "operator", "svd", "trace", "frobenius")
 """The stages of `run_spectrum`, in order, as passed to its progress callback."""
@@ -38,23 +46,27 @@ class SpectrumConfig:
 
     **Fields:**
 
-    - `dataset`: `"digits"` or `"mnist1d"`; `labels` (`"real"`/`"shuffled"`) and
-      `inputs` (`"real"`/`"noise"`) select the controls of `jacscope.data.load_dataset`.
+    - `dataset`: `"digits"` or `"mnist1d"`.
     - `wrt`: `"params"` (J is (B c) x P) or `"inputs"` (J is (B c) x (B d)), for B
       examples, c classes, P parameters and d input features.
     - `k`: number of singular values, `1 <= k <= min(shape of J)`.
     - `hidden`: hidden widths of the MLP; input and output widths come from the data
       (digits: 64 -> 64 -> 10, the network of arXiv 2412.07003).
-    - `epochs`, `batch_size`, `learning_rate`: plain SGD on the training split,
-      fixed batch order (`jacscope.data.make_batches`).
+    - `epochs`: passes of plain SGD over the training split (fixed batch order,
+      `jacscope.data.make_batches`).
+    - `batch_size`: examples per SGD step.
+    - `lr`: the SGD step size.
     - `num_examples`: B, the first B test examples form the batch J is taken on.
     - `method`: `jacscope.linalg.svd_topk` method, `"lanczos"` or `"randomized"`.
-    - `depth`: Lanczos depth; default `min(min(shape), 6 k + 20)`, deeper than
+    - `lanczos_depth`: Lanczos depth; default `min(min(shape), 6 k + 20)`, deeper than
       `svd_topk`'s own default because the input Jacobian's spectrum is tightly
       clustered (it pools B per-example spectra of c values each).
-    - `trace_method`, `num_matvecs`: estimator and budget of products for the trace of
-      J J^T, and the number of probes of `frobenius_sq`.
+    - `trace_method`: the estimator of the trace of J J^T.
+    - `num_matvecs`: products for the trace of J J^T, and probes of `frobenius_sq`.
+    - `labels`: `"real"` or `"shuffled"` (the random-labels control).
+    - `inputs`: `"real"` or `"noise"` (the uniform-noise inputs control).
     - `seed`: seeds initialisation, data controls and every randomized estimator.
+    - `dtype`: `"float32"` or `"float64"` (the latter needs `jax_enable_x64`).
     """
 
     dataset: Literal["digits", "mnist1d"] = "digits"
@@ -63,29 +75,19 @@ class SpectrumConfig:
     hidden: tuple[int, ...] = (64,)
     epochs: int = 5
     batch_size: int = 64
-    learning_rate: float = 0.3
+    lr: float = 0.3
     num_examples: int = 64
     method: Literal["lanczos", "randomized"] = "lanczos"
-    depth: int | None = None
+    lanczos_depth: int | None = None
     trace_method: Literal["hutchinson", "hutchpp", "xtrace"] = "xtrace"
     num_matvecs: int = 100
     labels: Literal["real", "shuffled"] = "real"
     inputs: Literal["real", "noise"] = "real"
     seed: int = 0
+    dtype: Literal["float32", "float64"] = "float32"
 
-    def to_dict(self) -> dict[str, Any]:
-        """The fields as a JSON-ready dict (tuples become lists)."""
-        return {
-            key: list(value) if isinstance(value, tuple) else value
-            for key, value in dataclasses.asdict(self).items()
-        }
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SpectrumConfig:
-        """Inverse of `to_dict`."""
-        values = dict(values)
-        values["hidden"] = tuple(values.get("hidden", cls.hidden))
-        return cls(**values)
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(self.hidden))
 
 
 class SpectrumResult(NamedTuple):
@@ -93,7 +95,7 @@ class SpectrumResult(NamedTuple):
 
     **Fields:**
 
-    - `config`: `SpectrumConfig.to_dict()`.
+    - `config`: `dataclasses.asdict(SpectrumConfig)`.
     - `shape`: `[m, n]` of J.
     - `singular_values`: the top-k, descending.
     - `residuals`: `||J v_i - s_i u_i||` for each, from k explicit products; a
@@ -113,6 +115,7 @@ class SpectrumResult(NamedTuple):
       after training, `num_params`.
     - `timings`: seconds per stage (see `STAGES`) and `total`.
     - `dtype`: the floating-point type of the computation.
+    - `resumed`: the stages taken from the folder instead of computed.
     """
 
     config: dict
@@ -127,14 +130,7 @@ class SpectrumResult(NamedTuple):
     training: dict
     timings: dict
     dtype: str
-
-
-def _estimate_dict(estimate: linalg.Estimate) -> dict[str, Any]:
-    return {
-        "value": float(estimate.value),
-        "stderr": float(estimate.stderr),
-        "num_matvecs": int(estimate.num_matvecs),
-    }
+    resumed: list
 
 
 def _sizes(config: SpectrumConfig, data: Dataset) -> tuple[int, ...]:
@@ -147,6 +143,7 @@ def _load_checked(config: SpectrumConfig) -> tuple[Dataset, tuple[int, int]]:
         ("wrt", ("params", "inputs")),
         ("method", ("lanczos", "randomized")),
         ("trace_method", ("hutchinson", "hutchpp", "xtrace")),
+        ("dtype", ("float32", "float64")),
     ):
         if getattr(config, name) not in allowed:
             raise ValueError(
@@ -154,6 +151,9 @@ def _load_checked(config: SpectrumConfig) -> tuple[Dataset, tuple[int, int]]:
             )
     for name in ("epochs", "batch_size", "num_examples", "num_matvecs"):
         check_count(getattr(config, name), name)
+    if not (isinstance(config.lr, int | float) and math.isfinite(config.lr) and config.lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, received {config.lr!r}")
+    check_x64(config.dtype)
     if not config.hidden or min(config.hidden) < 1:
         raise ValueError(f"hidden must list at least one positive width, received {config.hidden}")
     data = load_dataset(
@@ -214,7 +214,7 @@ def prepare_jacobian(
     data, shape = _load_checked(config)
     sizes = _sizes(config, data)
     stage = stage if stage is not None else (lambda name: None)
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     x_batch = jnp.asarray(data.x_test[: config.num_examples], dtype)
     batches = make_batches(
         data.x_train.astype(dtype), data.y_train, config.batch_size, config.epochs
@@ -222,18 +222,10 @@ def prepare_jacobian(
 
     stage("train")
     params0 = init_mlp(_keys(config).init, sizes, dtype=dtype)
-    run = TrainingRun(
-        params0, classification_loss(mlp_apply), optax.sgd(config.learning_rate), batches
-    )
+    run = TrainingRun(params0, classification_loss(mlp_apply), optax.sgd(config.lr), batches)
     params, losses = _train(run)
     losses = np.asarray(losses)
-    bad = nonfinite_steps(losses)
-    if bad.size:
-        step = int(bad[0])
-        raise FloatingPointError(
-            f"training diverged: the loss is {losses[step]} at step {step}; "
-            f"lower learning_rate (now {config.learning_rate})"
-        )
+    check_losses(losses, f"lower --lr (now {config.lr})")
     x_test, y_test = jnp.asarray(data.x_test, dtype), jnp.asarray(data.y_test)
     training = {
         "num_steps": run.num_steps,
@@ -263,7 +255,11 @@ def _keys(config: SpectrumConfig) -> _Keys:
 
 
 def run_spectrum(
-    config: SpectrumConfig, progress: Callable[[str, int, int], None] | None = None
+    config: SpectrumConfig,
+    out: str | os.PathLike | None = None,
+    *,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> SpectrumResult:
     r"""Train the MLP briefly and measure the spectrum of its Jacobian on a test batch.
 
@@ -286,14 +282,20 @@ def run_spectrum(
     **Arguments:**
 
     - `config`: a `SpectrumConfig`.
-    - `progress`: called as `progress(stage, index, total)` when each stage of
-      `STAGES` begins (`index` from 0), and once more with `("done", total, total)`.
+    - `out`: the output folder; the SVD, trace and Frobenius stages are kept there
+      as they finish and reused by the same command (`None`: keep nothing).
+    - `force`: discard what `out` holds and start over.
+    - `progress`: called with a `jacscope.Progress` (task `"spectrum"`, unit
+      `"stages"`, `done` the index of the stage of `STAGES` that begins) as each stage
+      begins, and once more when all are done.
 
-    **Returns:** a `SpectrumResult`.
+    **Returns:** a `SpectrumResult` (also written to `out/report.json`, last).
 
-    **Raises:** as `prepare_jacobian`; `FloatingPointError` if training diverges.
+    **Raises:** as `prepare_jacobian`, before anything is written;
+    `jacscope.FolderError` if `out` holds another configuration (without `force`);
+    `FloatingPointError` if training diverges.
     """
-    report = progress if progress is not None else (lambda stage, index, total: None)
+    progress = report_to(progress)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     current = [None, start]  # the running stage and when it began
@@ -303,50 +305,75 @@ def run_spectrum(
         if current[0] is not None:
             timings[current[0]] = now - current[1]
         current[:] = [name, now]
-        report(name, STAGES.index(name) if name in STAGES else len(STAGES), len(STAGES))
+        index = STAGES.index(name) if name in STAGES else len(STAGES)
+        progress(Progress("spectrum", index, len(STAGES), "stages"))
 
-    stage("data")
-    op, _, _, training = prepare_jacobian(config, stage)
-    keys = _keys(config)
+    jacobian_shape(config)  # refuse a bad request before touching `out`
+    dtype = config.dtype
+    identity = {"config": dataclasses.asdict(config)}
+    folder = JobFolder(out, KIND, identity, {"command": KIND, "spectrum": config})
+    with folder.claimed(force=force):
+        stage("data")
+        op, _, _, training = prepare_jacobian(config, stage)
+        keys = _keys(config)
 
-    stage("svd")
-    if config.method == "lanczos":
-        depth = min(min(op.shape), 6 * config.k + 20) if config.depth is None else config.depth
-        options = {"depth": depth}
-    else:
-        options = {}
-    u, s, vt, info = linalg.svd_topk(op, config.k, key=keys.svd, method=config.method, **options)
-    residuals = np.asarray(info.residuals)  # from k explicit products with J
-    s = np.asarray(s)
+        def svd() -> dict:
+            if config.method == "lanczos":
+                depth = (
+                    min(min(op.shape), 6 * config.k + 20)
+                    if config.lanczos_depth is None
+                    else config.lanczos_depth
+                )
+                options = {"depth": depth}
+            else:
+                options = {}
+            _, s, _, info = linalg.svd_topk(
+                op, config.k, key=keys.svd, method=config.method, **options
+            )
+            # residuals from k explicit products with J
+            return {"values": s, "residuals": info.residuals, "num_matvecs": info.num_matvecs}
 
-    stage("trace")
-    gram_trace = linalg.trace(
-        op @ op.T, key=keys.trace, method=config.trace_method, num_matvecs=config.num_matvecs
-    )
-    gram_trace = jax.block_until_ready(gram_trace)
+        stage("svd")
+        top = folder.stage("svd", svd)
+        stage("trace")
+        gram_trace = folder.stage(
+            "trace",
+            lambda: linalg.trace(
+                op @ op.T,
+                key=keys.trace,
+                method=config.trace_method,
+                num_matvecs=config.num_matvecs,
+            ),
+        )
+        stage("frobenius")
+        frob_sq = folder.stage(
+            "frobenius",
+            lambda: linalg.frobenius_sq(op, key=keys.frobenius, num_matvecs=config.num_matvecs),
+        )
+        frob = math.sqrt(max(frob_sq["value"], 0.0))
+        frob_stderr = frob_sq["stderr"] / (2 * frob) if frob > 0 else 0.0
+        estimate = lambda e: {k: e[k] for k in ("value", "stderr", "num_matvecs")}
 
-    stage("frobenius")
-    frob_sq = linalg.frobenius_sq(op, key=keys.frobenius, num_matvecs=config.num_matvecs)
-    frob_sq = _estimate_dict(jax.block_until_ready(frob_sq))
-    frob = math.sqrt(max(frob_sq["value"], 0.0))
-    frob_stderr = frob_sq["stderr"] / (2 * frob) if frob > 0 else 0.0
-
-    stage("done")
-    timings["total"] = current[1] - start
-    return SpectrumResult(
-        config=config.to_dict(),
-        shape=list(op.shape),
-        singular_values=[float(v) for v in s],
-        residuals=[float(r) for r in residuals],
-        svd_matvecs=int(info.num_matvecs),
-        gram_trace=_estimate_dict(gram_trace),
-        frobenius_sq=frob_sq,
-        frobenius={"value": frob, "stderr": frob_stderr, "num_matvecs": frob_sq["num_matvecs"]},
-        top_k_energy=float(np.sum(s**2) / frob_sq["value"]) if frob > 0 else 0.0,
-        training=training,
-        timings=timings,
-        dtype=jnp.dtype(op.dtype).name,
-    )
+        stage("done")
+        timings["total"] = current[1] - start
+        s = np.asarray(top["values"])
+        result = SpectrumResult(
+            config=plain(dataclasses.asdict(config)),
+            shape=list(op.shape),
+            singular_values=[float(v) for v in s],
+            residuals=[float(r) for r in top["residuals"]],
+            svd_matvecs=int(top["num_matvecs"]),
+            gram_trace=estimate(gram_trace),
+            frobenius_sq=estimate(frob_sq),
+            frobenius={"value": frob, "stderr": frob_stderr, "num_matvecs": frob_sq["num_matvecs"]},
+            top_k_energy=float(np.sum(s**2) / frob_sq["value"]) if frob > 0 else 0.0,
+            training=training,
+            timings=timings,
+            dtype=dtype,
+            resumed=list(folder.resumed),
+        )
+        folder.finish(result)
+        return result
 
 
 @eqx.filter_jit

@@ -21,6 +21,9 @@ from jacscope.linalg._density import spectral_density as spectral_density
 from jacscope.linalg._eigh import eigh_topk as eigh_topk
 from jacscope.linalg._estimate import Estimate as Estimate
 from jacscope.linalg._logdet import logdet as logdet
+from jacscope.linalg._methods import SLQ as SLQ
+from jacscope.linalg._methods import Lanczos as Lanczos
+from jacscope.linalg._methods import Randomized as Randomized
 from jacscope.linalg._slq import Quadrature as Quadrature
 from jacscope.linalg._slq import lanczos_quadrature as lanczos_quadrature
 from jacscope.linalg._spectral_norm import NormEstimate as NormEstimate

@@ -5,9 +5,12 @@ from jacscope.report._html import Table as Table
 from jacscope.report._html import html_page as html_page
 from jacscope.report._matrix_free import REGION_HEADERS as REGION_HEADERS
 from jacscope.report._matrix_free import region_rows as region_rows
+from jacscope.report._matrix_free import stage_seconds as stage_seconds
+from jacscope.report._matrix_free import top_rows as top_rows
 from jacscope.report._matrix_free import write_matrix_free_report as write_matrix_free_report
 from jacscope.report._render import render_training_report as render_training_report
 from jacscope.report._spectrum import save_spectrum_figure as save_spectrum_figure
 from jacscope.report._spectrum import spectrum_figure as spectrum_figure
+from jacscope.report._training import SECTIONS as SECTIONS
 from jacscope.report._training import training_report_sections as training_report_sections
 from jacscope.report._training import write_training_report as write_training_report

@@ -1,9 +1,10 @@
-"""Figures and the report.json / report.html of a matrix-free train-jacobian folder.
+"""Figures and the report.html of a matrix-free train-jacobian folder.
 
 Draws what `jacscope.jobs.matrix_free` returned (every number is in report.json);
 nothing is computed beyond picking and formatting numbers. Estimated numbers (the
 density and the region counts) are labelled as estimates with their standard errors
-and quadrature ranges; the singular values carry their residuals.
+and quadrature ranges; the singular values carry their residuals. The page opens with
+the findings in words, and its figures are also written as PNG and SVG to `figures/`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from jacscope._io import write_json_atomic
-from jacscope.report._html import Section, Table, figure_png, html_page, write_html
-from jacscope.report._training import key_value_table, run_description, run_sections, subplots
+from jacscope.report._html import Section, Table, html_page, human_bytes, save_figure, write_html
+from jacscope.report._training import (
+    findings_section,
+    key_value_table,
+    label,
+    run_description,
+    run_sections,
+    subplots,
+    time_table,
+)
 
 
 def top_singular_values_figure(top_j: Mapping[str, Any], top_j_minus_i: Mapping[str, Any]):
@@ -122,22 +130,52 @@ def top_rows(top_j: Mapping[str, Any], top_j_minus_i: Mapping[str, Any]) -> list
     ]
 
 
-def matrix_free_report_sections(report: Mapping[str, Any]) -> list[Section]:
-    """The sections of report.html for a matrix-free report."""
+def _options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a matrix-free run as flat labelled rows: the chosen top-k
+    method's settings and the density's, the other method's left out; an unset
+    setting (`None`) takes its default."""
+    chosen = options.get("method")
+    rows: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, Mapping):
+            if key in ("lanczos", "randomized") and key != chosen:
+                continue
+            rows.update({f"{key}: {label(k)}": v for k, v in value.items()})
+        else:
+            rows[key] = value
+    return {k: "default" if v is None else v for k, v in rows.items()}
+
+
+def matrix_free_report_sections(
+    report: Mapping[str, Any], folder: str | os.PathLike | None = None
+) -> list[Section]:
+    """The sections of report.html for a matrix-free report; with a `folder`, their
+    figures are also written to `folder/figures/` as PNG and SVG."""
     analysis = report["analysis"]
     top_j, top_j_minus_i = analysis["top_j"], analysis["top_j_minus_i"]
     regions, density = analysis["regions"], analysis["density"]
     cost = analysis["cost"]
     sweeps = analysis["sweeps"]
+    dense_bytes = report["num_params"] ** 2 * np.dtype(report["dtype"]).itemsize
     return [
-        *run_sections(report, **report["options"]),
+        findings_section(report),
+        *run_sections(report, **_options(report["options"])),
         Section(
             "Top singular values",
             "Computed from products with J = d theta_T / d theta_0 only: the k largest "
             "singular values of J (the chaotic end) and of J - I (the directions training "
             "changes most), each with its relative residual "
             "||(A v_i - s_i u_i, A^T u_i - s_i v_i)|| / s_i.",
-            [figure_png(top_singular_values_figure(top_j, top_j_minus_i))],
+            [
+                save_figure(
+                    top_singular_values_figure(top_j, top_j_minus_i),
+                    folder,
+                    "top-singular-values",
+                    "s_i by index (log scale); each bar spans s_i ± residual / sqrt(2), an "
+                    "interval that holds a true singular value. The dashed line on the left "
+                    "is s = 1.",
+                )
+            ],
             [
                 Table(
                     f"top {len(top_j['values'])} singular values",
@@ -145,6 +183,7 @@ def matrix_free_report_sections(report: Mapping[str, Any]) -> list[Section]:
                     top_rows(top_j, top_j_minus_i),
                 )
             ],
+            anchor="top-singular-values",
         ),
         Section(
             "Spectrum (estimated)",
@@ -155,7 +194,16 @@ def matrix_free_report_sections(report: Mapping[str, Any]) -> list[Section]:
             "widened by Student-t quantiles of their spread). A count whose range is wider "
             "than ± the resolution is shown as unresolved at this budget, with its range "
             "and the products a Chebyshev count would need.",
-            [figure_png(density_figure(density, regions["taus"]))],
+            [
+                save_figure(
+                    density_figure(density, regions["taus"]),
+                    folder,
+                    "spectrum",
+                    "Left: the smoothed density of the singular values of J; right: the "
+                    "estimated count per log-spaced bin with its 95% range. Dotted lines: "
+                    "the bulk edges 1 ± tau.",
+                )
+            ],
             [
                 Table(
                     f"estimated region counts, value ± standard error in [95% range] "
@@ -164,11 +212,12 @@ def matrix_free_report_sections(report: Mapping[str, Any]) -> list[Section]:
                     region_rows(regions),
                 )
             ],
+            anchor="spectrum",
         ),
         Section(
             "Cost",
             tables=[
-                key_value_table("seconds per stage", stage_seconds(report)),
+                time_table(stage_seconds(report)),
                 key_value_table(
                     "passes through training",
                     {
@@ -181,9 +230,8 @@ def matrix_free_report_sections(report: Mapping[str, Any]) -> list[Section]:
                 key_value_table(
                     "resources",
                     {
-                        "peak memory (MiB)": report["peak_memory_mib"],
-                        "dense J would need (bytes)": report["num_params"] ** 2
-                        * np.dtype(report["dtype"]).itemsize,
+                        "peak_memory_mib": report["peak_memory_mib"],
+                        "dense J would need": human_bytes(dense_bytes),
                         "taken from the folder": report["resumed"],
                     },
                 ),
@@ -193,7 +241,8 @@ def matrix_free_report_sections(report: Mapping[str, Any]) -> list[Section]:
 
 
 def write_matrix_free_report(folder: str | os.PathLike, report: Any) -> Path:
-    """Write report.html, then report.json (last: its presence marks a complete folder).
+    """Write report.html of a finished folder (the job has written report.json), and
+    its figures as `figures/<section>.png` and `.svg`.
 
     **Arguments:**
 
@@ -206,10 +255,10 @@ def write_matrix_free_report(folder: str | os.PathLike, report: Any) -> Path:
     data = report._asdict() if hasattr(report, "_asdict") else dict(report)
     subtitle = (
         f"{run_description(data['config'])}; P = {data['num_params']:,}, "
-        f"T = {data['num_steps']}; matrix-free. Belrose & Scherlis, Understanding Gradient "
+        f"T = {data['num_steps']:,}; matrix-free. Belrose & Scherlis, Understanding Gradient "
         "Descent through the Training Jacobian (arXiv 2412.07003)."
     )
-    page = html_page("Training Jacobian (matrix-free)", matrix_free_report_sections(data), subtitle)
-    path = write_html(folder / "report.html", page)
-    write_json_atomic(folder / "report.json", data)
-    return path
+    sections = matrix_free_report_sections(data, folder)
+    return write_html(
+        folder / "report.html", html_page("Training Jacobian (matrix-free)", sections, subtitle)
+    )

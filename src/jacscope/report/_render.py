@@ -15,7 +15,7 @@ def render_training_report(folder: str | os.PathLike) -> Path:
     """Re-render report.html of a finished folder from report.json and the saved results.
 
     The report's `mode` picks the layout: matrix-free reports carry every number in
-    report.json; exact ones also read spectrum.npz and analyses/.
+    report.json; exact ones also read the spectrum and the analyses from stages/.
 
     **Raises:** `ValueError` if the folder has no report.json (not complete).
     """

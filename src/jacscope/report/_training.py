@@ -1,35 +1,113 @@
-"""Figures and the report.json / report.html of a `jacscope train-jacobian` folder.
+"""Figures and the report.html of a `jacscope train-jacobian` folder.
 
-Everything here draws what `jacscope.jobs.train_jacobian` saved (report numbers,
-`spectrum.npz`, `analyses/*.json|npz`); nothing is computed beyond picking and
-formatting numbers. Figures follow Belrose & Scherlis, arXiv 2412.07003.
+Everything here draws what `jacscope.jobs.train_jacobian` saved (report numbers, the
+spectrum and the analyses in the folder's stages); nothing is computed beyond picking
+and formatting numbers. The page opens with the findings in words
+(`jacscope.report._findings`); figures follow Belrose & Scherlis, arXiv 2412.07003,
+and are also written as PNG and SVG to `figures/` beside the page.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-from jacscope._io import write_json_atomic
-from jacscope.jobs.train_jacobian import TrainJacobianReport, load_result, load_spectrum
-from jacscope.report._html import Section, Table, figure_png, html_page, write_html
+from jacscope.jobs import TrainJacobianReport, load
+from jacscope.report._findings import findings
+from jacscope.report._html import (
+    Plot,
+    Section,
+    Table,
+    html_page,
+    human_bytes,
+    human_seconds,
+    save_figure,
+    write_html,
+)
+from jacscope.training import region_masks
 
 _COLORS = {"chaotic": "C3", "bulk": "C0", "stable": "C2"}
 _TINY = 1e-12  # floor for log axes
+
+_LABELS = {
+    "dataset": "dataset",
+    "model": "model",
+    "labels": "training labels",
+    "inputs": "training inputs",
+    "hidden": "hidden width",
+    "hidden_layers": "hidden layers",
+    "epochs": "epochs",
+    "batch_size": "batch size",
+    "optimizer": "optimizer",
+    "lr": "peak learning rate (set)",
+    "momentum": "SGD momentum",
+    "seed": "initialisation seed",
+    "data_seed": "data seed",
+    "train_size": "training examples",
+    "dtype": "floating-point type",
+    "first_step_loss": "loss of the first step",
+    "last_step_loss": "loss of the last step",
+    "peak_memory_mib": "peak memory",
+    "num_steps": "steps T",
+    "checkpoint_every": "steps per checkpoint segment",
+    "num_checkpoints": "checkpoints kept by rmv",
+    "mv_sweeps": "passes through training per mv",
+    "rmv_sweeps": "passes through training per rmv",
+    "stored_bytes": "stored trajectory",
+    "train_bytes": "working memory of training",
+    "mv_bytes": "working memory of one mv",
+    "rmv_bytes": "working memory of one rmv",
+    "k": "singular triplets k",
+    "method": "top-k method",
+    "probe_seed": "seed of the probes",
+    "train": "training",
+    "jacobian": "exact Jacobian",
+    "svd": "SVD",
+    "operator": "building the operator",
+    "top_j": "top-k of J",
+    "top_j_minus_i": "top-k of J - I",
+    "density": "density of singular values",
+    "analysis": "analysis",
+    "total": "total (this call)",
+}
+"""Readable labels of the keys of report.json."""
+
+
+def label(key: str) -> str:
+    """The readable label of a report.json key: `"train_loss"` -> `"train loss"`,
+    `"analysis:outputs"` -> `"analysis: outputs"`, `"peak_memory_mib"` -> `"peak memory"`."""
+    if key in _LABELS:
+        return _LABELS[key]
+    if key.startswith("analysis:"):
+        return f"analysis: {key.split(':', 1)[1].replace('_', ' ')}"
+    return key.replace("_", " ")
+
+
+def readable(key: str, value: Any) -> Any:
+    """A report.json value as a reader wants it: byte counts (`*_bytes`) and MiB
+    (`*_mib`) in binary units, `None` sizes of the training set as "all"."""
+    if key.endswith("_bytes") and isinstance(value, int | float):
+        return human_bytes(value)
+    if key.endswith("_mib") and isinstance(value, int | float):
+        return human_bytes(value * 2**20)
+    if key == "train_size" and value is None:
+        return "all"
+    if key == "lr" and value is None:
+        return "the optimizer's default"
+    if key == "checkpoint_every" and value is None:
+        return "trajectory stored"
+    return value
 
 
 def _positive(values) -> np.ndarray:
     values = np.asarray(values, dtype=float)
     return np.where(values > _TINY, values, np.nan)
-
-
-def _regions(S: np.ndarray, tau: float) -> dict[str, np.ndarray]:
-    return {"chaotic": S > 1 + tau, "bulk": np.abs(S - 1) <= tau, "stable": S < 1 - tau}
 
 
 def subplots(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs):
@@ -51,36 +129,107 @@ def subplots(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs
     return fig, axes
 
 
-def spectrum_figure(S, taus) -> Figure:
-    """Singular values of J by index (log scale), and their distance from one, |s_i - 1|."""
+def noise_floor(S, dtype: str = "float32") -> float:
+    """eps(dtype) * s_max: the size of the rounding errors of singular values computed
+    in `dtype`; values of |s_i - 1| below it are not resolved."""
+    S = np.asarray(S, dtype=float)
+    return float(np.finfo(dtype).eps * S.max()) if S.size else 0.0
+
+
+def coarsest_dtype(*dtypes: str | None) -> str:
+    """Of the floating-point types named, the one of the largest machine epsilon."""
+    named = [d for d in dtypes if d]
+    return max(named, key=lambda d: float(np.finfo(d).eps)) if named else "float32"
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The `[start, stop)` index ranges where `mask` holds."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def _shade_regions(ax, S: np.ndarray, tau: float) -> list[Patch]:
+    """Shade the index ranges of the chaotic, bulk and stable directions at `tau`;
+    **returns** their legend entries (with counts)."""
+    handles = []
+    for name, mask in region_masks(S, tau).items():
+        for start, stop in _runs(mask):
+            ax.axvspan(start - 0.5, stop - 0.5, color=_COLORS[name], alpha=0.14, lw=0)
+        handles.append(Patch(color=_COLORS[name], alpha=0.3, label=f"{name}: {int(mask.sum()):,}"))
+    return handles
+
+
+def spectrum_figure(S, taus, dtype: str = "float32") -> Figure:
+    """Singular values of J by index (log scale), and their distance from one, |s_i - 1|.
+
+    Both panels shade the chaotic, bulk and stable index ranges at the smallest tau.
+    The right one draws the noise floor of `dtype` (`noise_floor`) and marks the
+    values exactly equal to one (|s_i - 1| = 0, off a log axis) at the floor; the left
+    one draws the floor where the smallest s_i come within a factor 100 of it.
+    """
     S = np.asarray(S, dtype=float)
     index = np.arange(S.size)
-    fig, ((left, right),) = subplots(10, 3.6, 1, 2)
-    left.plot(index, _positive(S), lw=1.2)
+    tau = min(taus)
+    floor = noise_floor(S, dtype)
+    exact = np.flatnonzero(S == 1.0)
+    distance = _positive(np.abs(S - 1))
+    fig, ((left, right),) = subplots(10, 3.8, 1, 2)
+    regions = _shade_regions(left, S, tau)
+    _shade_regions(right, S, tau)
+    floor_label = rf"{dtype} noise floor $\varepsilon s_{{max}}$ = {floor:.1e}"
+    left.plot(index, _positive(S), lw=1.2, color="black")
     left.axhline(1.0, color="black", ls="--", lw=0.8)
+    handles = list(regions)
+    if _TINY < floor and S.min() < 100 * floor:
+        handles.append(left.axhline(floor, color="C1", ls="-.", lw=0.9, label=floor_label))
     left.set_yscale("log")
-    left.set_xlabel("index i")
+    left.set_xlabel("index i (singular values in descending order)")
     left.set_ylabel(r"singular value $s_i$")
-    left.set_title("spectrum of the training Jacobian")
-    right.plot(index, _positive(np.abs(S - 1)), lw=1.2)
-    for tau in taus:
-        right.axhline(tau, color="gray", ls=":", lw=0.8)
-        right.annotate(rf"$\tau$={tau:g}", (S.size, tau), fontsize=7, ha="right", va="bottom")
+    left.set_title(rf"spectrum of the training Jacobian (regions at $\tau$ = {tau:g})")
+    left.legend(handles=handles, fontsize=7, loc="lower left")
+    right.plot(index, distance, lw=1.2, color="black")
+    for t in taus:
+        right.axhline(t, color="gray", ls=":", lw=0.8)
+        right.annotate(rf"$\tau$={t:g}", (S.size, t), fontsize=7, ha="right", va="bottom")
+    finite = distance[np.isfinite(distance)]
+    lowest = float(finite.min()) if finite.size else 1.0
+    marker_at = floor if floor > _TINY else lowest / 2
+    right.axhline(marker_at, color="C1", ls="-.", lw=0.9, label=floor_label)
+    right.plot(
+        exact,
+        np.full(exact.size, marker_at),
+        "v",
+        ms=4,
+        color="C4",
+        label=f"exactly 1: {exact.size:,}",
+    )
     right.set_yscale("log")
+    right.set_ylim(bottom=min(lowest, marker_at) / 3)
     right.set_xlabel("index i")
     right.set_ylabel(r"$|s_i - 1|$")
     right.set_title(r"distance from one (bulk: $|s_i - 1| \leq \tau$)")
+    right.legend(fontsize=7, loc="upper center")
     return fig
+
+
+def _region_scatter(ax, values, S, tau, **kwargs) -> None:
+    """Scatter `values` by index, coloured by region at `tau` (counts in the legend)."""
+    index = np.arange(np.asarray(values).size)
+    values = np.asarray(values, dtype=float)
+    for name, mask in region_masks(S, tau).items():
+        ax.scatter(
+            index[mask],
+            values[mask],
+            color=_COLORS[name],
+            label=f"{name}: {int(mask.sum()):,}",
+            **kwargs,
+        )
 
 
 def alignment_figure(cosines, S, tau: float) -> Figure:
     """cos(u_i, v_i) by index, coloured by region at tolerance `tau`."""
-    cosines = np.asarray(cosines, dtype=float)
-    S = np.asarray(S, dtype=float)
-    index = np.arange(S.size)
     fig, ((ax,),) = subplots(7, 3.6)
-    for name, mask in _regions(S, tau).items():
-        ax.scatter(index[mask], cosines[mask], s=3, alpha=0.4, color=_COLORS[name], label=name)
+    _region_scatter(ax, cosines, np.asarray(S, dtype=float), tau, s=3, alpha=0.4)
     ax.set_xlabel("singular value index i")
     ax.set_ylabel(r"cos$(u_i, v_i)$")
     ax.set_title(rf"alignment of left and right singular vectors ($\tau$={tau:g})")
@@ -93,7 +242,7 @@ def linearity_figure(result: Mapping[str, Any]) -> Figure:
     eps = np.asarray(result["eps"], dtype=float)
     labels = result["labels"]
     fig, (axes,) = subplots(5 * len(labels), 4, 1, len(labels))
-    for row, (ax, label) in enumerate(zip(axes, labels, strict=True)):
+    for row, (ax, name) in enumerate(zip(axes, labels, strict=True)):
         s = result["singular_values"][row]
         ax.plot(eps, s * eps, "k--", lw=1, label=r"Jacobian: $s_i \varepsilon$")
         ax.plot(
@@ -109,7 +258,7 @@ def linearity_figure(result: Mapping[str, Any]) -> Figure:
         ax.set_yscale("log")
         ax.set_xlabel(r"perturbation size $\varepsilon$")
         ax.set_ylabel("response in theta_T")
-        ax.set_title(f"{label} direction i={result['indices'][row]} ($s_i$={s:.4g})", fontsize=10)
+        ax.set_title(f"{name} direction i={result['indices'][row]} ($s_i$={s:.4g})", fontsize=10)
         ax.legend(fontsize=7)
     return fig
 
@@ -162,30 +311,47 @@ def seeds_figure(result: Mapping[str, Any]) -> Figure:
     return fig
 
 
-def outputs_figure(result: Mapping[str, Any]) -> Figure:
-    """Largest KL divergence of the predictions when v_i is added to theta_T, per input set."""
+def outputs_figure(result: Mapping[str, Any], S=None, tau: float | None = None) -> Figure:
+    """Largest KL divergence of the predictions when v_i is added to theta_T, per input
+    set, against the index i; coloured by region at `tau` when `S` is given."""
     sets = list(result["sets"])
     max_kl = np.asarray(result["max_kl"], dtype=float)
     cols = 2
     rows = -(-len(sets) // cols)
     fig, axes = subplots(10, 3.2 * rows, rows, cols, sharey=True)
     axes = axes.ravel()
+    scale = result["scale"]
     for ax, name, row in zip(axes, sets, max_kl, strict=False):
-        ax.scatter(np.arange(row.size), _positive(row), s=2, alpha=0.3)
+        if S is None:
+            ax.scatter(np.arange(row.size), _positive(row), s=2, alpha=0.3)
+        else:
+            _region_scatter(ax, _positive(row), np.asarray(S, dtype=float), tau, s=2, alpha=0.3)
         ax.set_yscale("log")
         ax.set_title(f"{name} inputs", fontsize=10)
-        ax.set_xlabel("singular vector index i")
-        ax.set_ylabel(f"max KL (scale {result['scale']:g})")
+        ax.set_xlabel(r"index i of $v_i$ ($s_i$ descending)")
+        ax.set_ylabel("largest KL over the set (nats)")
     for ax in axes[len(sets) :]:
         ax.set_visible(False)
+    if S is not None:
+        axes[0].legend(markerscale=4, fontsize=7, title=rf"$\tau$ = {tau:g}", title_fontsize=7)
+    fig.subplots_adjust(top=1 - 0.8 / fig.get_figheight())
+    fig.suptitle(
+        rf"KL$(p(\cdot|x, \theta_T) \,\|\, p(\cdot|x, \theta_T + {scale:g}\, v_i))$, "
+        "largest over the inputs x of each set",
+        fontsize=10,
+    )
     return fig
 
 
-def function_space_figure(result: Mapping[str, Any]) -> Figure:
-    """Share of each right singular vector in the nullspace of the output Jacobian."""
+def function_space_figure(result: Mapping[str, Any], S=None, tau: float | None = None) -> Figure:
+    """Share of each right singular vector in the nullspace of the output Jacobian,
+    coloured by region at `tau` when `S` is given."""
     fraction = np.asarray(result["null_fraction"], dtype=float)
     fig, ((ax,),) = subplots(7, 3.6)
-    ax.scatter(np.arange(fraction.size), fraction, s=2, alpha=0.3)
+    if S is None:
+        ax.scatter(np.arange(fraction.size), fraction, s=2, alpha=0.3)
+    else:
+        _region_scatter(ax, fraction, np.asarray(S, dtype=float), tau, s=2, alpha=0.3)
     ax.axhline(result["expected"], color="black", ls="--", lw=0.8, label="random direction")
     ax.set_xlabel("singular vector index i")
     ax.set_ylabel(r"$\|\Pi_{null(F)} v_i\|^2$")
@@ -193,7 +359,7 @@ def function_space_figure(result: Mapping[str, Any]) -> Figure:
     ax.set_title(
         f"nullspace of the test-output Jacobian F ({rows} x {cols}, rank {result['rank']})"
     )
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, markerscale=4)
     return fig
 
 
@@ -203,213 +369,386 @@ def _summary_table(caption: str, rows: list[dict], extra: tuple[str, ...] = ()) 
 
 
 def key_value_table(caption: str, mapping: Mapping[str, Any]) -> Table:
-    return Table(caption, ["quantity", "value"], [[k, v] for k, v in mapping.items()])
+    """A two-column table of `mapping`, keys as readable labels (`label`) and values
+    as a reader wants them (`readable`)."""
+    return Table(
+        caption, ["quantity", "value"], [[label(k), readable(k, v)] for k, v in mapping.items()]
+    )
 
 
-def _section(name: str, result: Mapping[str, Any], S: np.ndarray, tau: float) -> Section:
-    if name == "alignment":
-        return Section(
-            "Alignment of singular vectors",
-            "cos(u_i, v_i) for every singular triplet; along the bulk u_i ~ v_i.",
-            [figure_png(alignment_figure(result["cosines"], S, tau))],
-            [_summary_table("cos(u_i, v_i) per region", result["summary"])],
-        )
-    if name == "linearity":
-        summary = Table(
-            "perturbed directions",
-            ["direction", "index i", "s_i", "linear up to eps", "unperturbed test loss"],
-            [
-                [label, i, s, lin, result["base_test_loss"]]
-                for label, i, s, lin in zip(
-                    result["labels"],
-                    result["indices"],
-                    result["singular_values"],
-                    result["linear_range"],
-                    strict=True,
-                )
-            ],
-        )
-        tables = [summary]
-        for row, label in enumerate(result["labels"]):
-            s = result["singular_values"][row]
-            tables.append(
-                Table(
-                    f"{label} direction: response to eps v_i",
-                    ["eps", "s_i eps", "projection on u_i", "remainder", "test loss"],
-                    [
-                        [float(e), float(s * e), float(p), float(r), float(t)]
-                        for e, p, r, t in zip(
-                            result["eps"],
-                            result["projection"][row],
-                            result["remainder"][row],
-                            result["test_loss"][row],
-                            strict=True,
-                        )
-                    ],
-                )
+class Drawn(NamedTuple):
+    """What a report section draws besides its analysis's result.
+
+    **Fields:**
+
+    - `report`: the report dict.
+    - `S`: the singular values of J, descending.
+    - `tau`: the tolerance the figures colour regions at (the middle one).
+    - `folder`: the folder its figures are written to.
+    """
+
+    report: Mapping[str, Any]
+    S: np.ndarray
+    tau: float
+    folder: Path
+
+
+def _plot(drawn: Drawn, name: str, fig: Figure, caption: str) -> list[Plot]:
+    return [save_figure(fig, drawn.folder, name, caption)]
+
+
+def spectrum_section(result: Mapping[str, Any], drawn: Drawn) -> Section:
+    """The section of the `spectrum` analysis (`RegionCounts` as a dict)."""
+    taus, total = result["taus"], result["num_directions"]
+    jacobian, svd = drawn.report["jacobian"], drawn.report["svd"]
+    dtype = coarsest_dtype(svd.get("dtype"), jacobian.get("dtype"), drawn.report.get("dtype"))
+    return Section(
+        "Spectrum",
+        "Singular values of J = d theta_T / d theta_0: chaotic s > 1 + tau, bulk "
+        "|s - 1| <= tau, stable s < 1 - tau.",
+        _plot(
+            drawn,
+            "spectrum",
+            spectrum_figure(drawn.S, taus, dtype),
+            f"Shading: the chaotic, bulk and stable index ranges at tau = {min(taus):g} "
+            f"(counts in the legend). The dash-dotted line is the {dtype} noise floor "
+            "eps s_max: distances from one below it are rounding, not measurement. "
+            "Triangles mark the singular values exactly equal to one, drawn at the floor "
+            "since |s_i - 1| = 0 has no place on a log axis.",
+        ),
+        [
+            Table(
+                f"region counts (P = {total:,}, s_max = {result['largest']:.4g}, "
+                f"s_min = {result['smallest']:.4g})",
+                ["tau", "chaotic", "bulk", "stable", "bulk share"],
+                [
+                    [t, c, b, s, f"{100 * b / total:.1f}%"]
+                    for t, c, b, s in zip(
+                        taus, result["chaotic"], result["bulk"], result["stable"], strict=True
+                    )
+                ],
             )
-        return Section(
-            "Linearity of the response",
-            "theta_0 is moved by eps v_i and training rerun; the change in theta_T is "
-            "projected on u_i and compared with the Jacobian's prediction s_i eps "
-            "('linear up to': every smaller eps within 10%).",
-            [figure_png(linearity_figure(result))],
-            tables,
+        ],
+        anchor="spectrum",
+    )
+
+
+def alignment_section(result: Mapping[str, Any], drawn: Drawn) -> Section:
+    """The section of the `alignment` analysis."""
+    return Section(
+        "Alignment of singular vectors",
+        "cos(u_i, v_i) for every singular triplet; along the bulk u_i ~ v_i.",
+        _plot(
+            drawn,
+            "alignment",
+            alignment_figure(result["cosines"], drawn.S, drawn.tau),
+            f"Each dot is one singular triplet, by index i (s_i descending), coloured by "
+            f"its region at tau = {drawn.tau:g}; cos(u_i, v_i) = 1 means the perturbation "
+            "theta_0 + eps v_i comes out of training as theta_T + s_i eps v_i.",
+        ),
+        [_summary_table("cos(u_i, v_i) per region", result["summary"])],
+        anchor="alignment",
+    )
+
+
+def linearity_section(result: Mapping[str, Any], drawn: Drawn) -> Section:
+    """The section of the `linearity` analysis."""
+    summary = Table(
+        "perturbed directions",
+        ["direction", "index i", "s_i", "linear up to eps", "unperturbed test loss"],
+        [
+            [direction, i, s, lin, result["base_test_loss"]]
+            for direction, i, s, lin in zip(
+                result["labels"],
+                result["indices"],
+                result["singular_values"],
+                result["linear_range"],
+                strict=True,
+            )
+        ],
+    )
+    tables = [summary]
+    for row, direction in enumerate(result["labels"]):
+        s = result["singular_values"][row]
+        tables.append(
+            Table(
+                f"{direction} direction: response to eps v_i",
+                ["eps", "s_i eps", "projection on u_i", "remainder", "test loss"],
+                [
+                    [float(e), float(s * e), float(p), float(r), float(t)]
+                    for e, p, r, t in zip(
+                        result["eps"],
+                        result["projection"][row],
+                        result["remainder"][row],
+                        result["test_loss"][row],
+                        strict=True,
+                    )
+                ],
+            )
         )
-    if name == "restricted":
-        losses = np.asarray(result["test_loss"], dtype=float)
-        table = Table(
-            f"test loss after restricted training (full training: {result['full_test_loss']:.4g})",
-            ["k", *result["subspaces"]],
-            [[k, *map(float, losses[:, j])] for j, k in enumerate(result["ks"])],
-        )
-        return Section(
-            "Restricted training",
-            "Training only inside the span of k right singular vectors: the top-k, the "
-            "k closest to s = 1 (bulk), the k smallest (stable) and the k farthest from "
-            "one (complement of the bulk).",
-            [figure_png(restricted_figure(result))],
-            [table],
-        )
-    if name == "outputs":
-        return Section(
-            "Outputs",
-            "For each right singular vector v_i, the largest KL divergence between the "
-            "predictions of theta_T and theta_T + v_i, on training, test, inverted test "
-            "(1 - x) and Gaussian-noise inputs.",
-            [figure_png(outputs_figure(result))],
-            [_summary_table("max KL per region", result["summary"], ("set",))],
-        )
-    if name == "function_space":
-        facts = {
-            "F shape": result["shape"],
-            "rank of F": result["rank"],
-            "nullity": result["shape"][1] - result["rank"],
-            "rank threshold (relative)": result["rtol"],
-            "expected share for a random direction": result["expected"],
-        }
-        return Section(
-            "Bulk and function space",
-            "F is the Jacobian of the network's test-set outputs with respect to theta_0; "
-            "the share of each v_i in null(F) against that of a random direction.",
-            [figure_png(function_space_figure(result))],
-            [
-                key_value_table("output Jacobian", facts),
-                _summary_table("share in null(F) per region", result["summary"]),
-            ],
-        )
-    if name == "data":
-        rows = []
-        for label, counts in zip(result["names"], result["counts"], strict=True):
-            for j, t in enumerate(counts["taus"]):
-                rows.append(
-                    [label, t, counts["chaotic"][j], counts["bulk"][j], counts["stable"][j]]
-                )
-        return Section(
-            "Data dependence",
-            "Training Jacobians of the same initialisation on real data, shuffled labels "
-            "and uniform-noise inputs.",
-            [figure_png(data_figure(result))],
-            [Table("region counts", ["data", "tau", "chaotic", "bulk", "stable"], rows)],
-        )
-    if name == "seeds":
-        ks = np.asarray(result["ks"])
-        picks = np.unique(np.linspace(1, ks.size, 11).round().astype(int))
-        curve = Table(
-            "mean cos^2 of principal angles, k most bulk-like directions of each seed",
-            ["k", "two seeds", "random (k/n)"],
-            [
-                [int(k), float(result["mean_sq_cos"][k - 1]), float(result["expected"][k - 1])]
-                for k in picks
-            ],
-        )
-        bulk = Table(
-            "bulks at each tolerance",
-            ["tau", "dims", "mean cos^2", "random"],
-            [[r["tau"], r["dims"], r["mean_sq_cos"], r["expected"]] for r in result["bulk"]],
-        )
-        return Section(
-            "Seeds",
-            "Overlap of the bulk subspaces of two initialisations (seed and seed + 1).",
-            [figure_png(seeds_figure(result))],
-            [bulk, curve],
-        )
-    raise ValueError(f"no report section for analysis {name!r}")
+    return Section(
+        "Linearity of the response",
+        "theta_0 is moved by eps v_i and training rerun; the change in theta_T is "
+        "projected on u_i and compared with the Jacobian's prediction s_i eps "
+        "('linear up to': every smaller eps within 10%).",
+        _plot(
+            drawn,
+            "linearity",
+            linearity_figure(result),
+            "One panel per direction: the dashed line is the linear prediction s_i eps, "
+            "the projection on u_i follows it while training responds linearly; the "
+            "remainder is the part of the change orthogonal to u_i.",
+        ),
+        tables,
+        anchor="linearity",
+    )
+
+
+def restricted_section(result: Mapping[str, Any], drawn: Drawn) -> Section:
+    """The section of the `restricted` analysis."""
+    losses = np.asarray(result["test_loss"], dtype=float)
+    table = Table(
+        f"test loss after restricted training (full training: {result['full_test_loss']:.4g})",
+        ["k", *result["subspaces"]],
+        [[k, *map(float, losses[:, j])] for j, k in enumerate(result["ks"])],
+    )
+    return Section(
+        "Restricted training",
+        "Training only inside the span of k right singular vectors: the top-k, the "
+        "k closest to s = 1 (bulk), the k smallest (stable) and the k farthest from "
+        "one (complement of the bulk).",
+        _plot(
+            drawn,
+            "restricted",
+            restricted_figure(result),
+            "Test loss after training only within a k-dimensional subspace, against k; "
+            "the dashed line is the loss of unrestricted training.",
+        ),
+        [table],
+        anchor="restricted",
+    )
+
+
+def outputs_section(result: Mapping[str, Any], drawn: Drawn) -> Section:
+    """The section of the `outputs` analysis."""
+    return Section(
+        "Outputs",
+        "For each right singular vector v_i, the largest KL divergence between the "
+        "predictions of theta_T and theta_T + v_i, on training, test, inverted test "
+        "(1 - x) and Gaussian-noise inputs.",
+        _plot(
+            drawn,
+            "outputs",
+            outputs_figure(result, drawn.S, drawn.tau),
+            f"One panel per input set. x: the index i of the right singular vector v_i "
+            f"(s_i descending); y: the KL divergence of the predicted class "
+            f"probabilities at theta_T + {result['scale']:g} v_i from those at theta_T, "
+            f"the largest over the set's inputs (log scale). Colours: the region of "
+            f"s_i at tau = {drawn.tau:g}.",
+        ),
+        [_summary_table("max KL per region", result["summary"], ("set",))],
+        anchor="outputs",
+    )
+
+
+def function_space_section(result: Mapping[str, Any], drawn: Drawn) -> Section:
+    """The section of the `function_space` analysis."""
+    facts = {
+        "F shape": result["shape"],
+        "rank of F": result["rank"],
+        "nullity": result["shape"][1] - result["rank"],
+        "rank threshold (relative)": result["rtol"],
+        "expected share for a random direction": result["expected"],
+    }
+    return Section(
+        "Bulk and function space",
+        "F is the Jacobian of the network's test-set outputs with respect to theta_0; "
+        "the share of each v_i in null(F) against that of a random direction.",
+        _plot(
+            drawn,
+            "function-space",
+            function_space_figure(result, drawn.S, drawn.tau),
+            f"Each dot is the squared norm of v_i's projection on null(F), by index i, "
+            f"coloured by region at tau = {drawn.tau:g}; the dashed line is the mean for a "
+            "uniformly random direction.",
+        ),
+        [
+            key_value_table("output Jacobian", facts),
+            _summary_table("share in null(F) per region", result["summary"]),
+        ],
+        anchor="function-space",
+    )
+
+
+def data_section(result: Mapping[str, Any], drawn: Drawn) -> Section:
+    """The section of the `data` analysis."""
+    rows = []
+    for run, counts in zip(result["names"], result["counts"], strict=True):
+        for j, t in enumerate(counts["taus"]):
+            rows.append([run, t, counts["chaotic"][j], counts["bulk"][j], counts["stable"][j]])
+    return Section(
+        "Data dependence",
+        "Training Jacobians of the same initialisation on real data, shuffled labels "
+        "and uniform-noise inputs.",
+        _plot(
+            drawn,
+            "data",
+            data_figure(result),
+            "|s_i - 1| by index for each training distribution (log scale).",
+        ),
+        [Table("region counts", ["data", "tau", "chaotic", "bulk", "stable"], rows)],
+        anchor="data",
+    )
+
+
+def seeds_section(result: Mapping[str, Any], drawn: Drawn) -> Section:
+    """The section of the `seeds` analysis."""
+    ks = np.asarray(result["ks"])
+    picks = np.unique(np.linspace(1, ks.size, 11).round().astype(int))
+    curve = Table(
+        "mean cos^2 of principal angles, k most bulk-like directions of each seed",
+        ["k", "two seeds", "random (k/n)"],
+        [
+            [int(k), float(result["mean_sq_cos"][k - 1]), float(result["expected"][k - 1])]
+            for k in picks
+        ],
+    )
+    bulk = Table(
+        "bulks at each tolerance",
+        ["tau", "dims", "mean cos^2", "random"],
+        [[r["tau"], r["dims"], r["mean_sq_cos"], r["expected"]] for r in result["bulk"]],
+    )
+    return Section(
+        "Seeds",
+        "Overlap of the bulk subspaces of two initialisations (seed and seed + 1).",
+        _plot(
+            drawn,
+            "seeds",
+            seeds_figure(result),
+            "Left: the mean squared cosine of the principal angles between the k most "
+            "bulk-like directions of each seed, against k/n for random subspaces. "
+            "Right: the principal cosines between the two bulks.",
+        ),
+        [bulk, curve],
+        anchor="seeds",
+    )
+
+
+SECTIONS: dict[str, Callable[[Mapping[str, Any], Drawn], Section]] = {
+    "spectrum": spectrum_section,
+    "alignment": alignment_section,
+    "linearity": linearity_section,
+    "restricted": restricted_section,
+    "outputs": outputs_section,
+    "function_space": function_space_section,
+    "data": data_section,
+    "seeds": seeds_section,
+}
+"""The report section of each analysis of `jacscope.jobs.ANALYSES`, by name: a function
+of the analysis's saved result (numbers and arrays) and a `Drawn`."""
+
+
+def findings_section(report: Mapping[str, Any]) -> Section:
+    """The first section of the page: the report's findings in words."""
+    return Section("Findings", points=findings(report), anchor="findings")
+
+
+_RUN_TABLES = (
+    ("optimisation", ("optimizer", "lr", "momentum", "epochs", "batch_size", "dtype")),
+    (
+        "model and data",
+        ("dataset", "train_size", "labels", "inputs", "model", "hidden", "hidden_layers"),
+    ),
+)
+"""The tables of a run's configuration, by caption and keys; the other keys (the
+seeds) go to a third table."""
+
+
+def _config_tables(config: Mapping[str, Any]) -> list[Table]:
+    grouped = {key for _, keys in _RUN_TABLES for key in keys}
+    tables = [
+        key_value_table(caption, {k: config[k] for k in keys if k in config})
+        for caption, keys in _RUN_TABLES
+    ]
+    rest = {k: v for k, v in config.items() if k not in grouped}
+    return [*tables, key_value_table("seeds", rest)] if rest else tables
 
 
 def run_sections(report: Mapping[str, Any], **settings: Any) -> list[Section]:
-    """The Configuration and Training sections: the run, its size, `settings`, and
-    loss and accuracy before and after training."""
+    """The Configuration and Training sections: the run, its size, `settings` (those
+    of the analysis, if any), and loss and accuracy before and after training."""
     size = {
         "parameters P": report["num_params"],
         "steps T": report["num_steps"],
-        "peak learning rate": report["learning_rate"],
-        "dtype": report["dtype"],
-        **settings,
+        "peak learning rate (used)": report["learning_rate"],
     }
+    training = report["training"]
+    before_after = Table(
+        "loss (nats) and accuracy",
+        ["", "at initialisation theta_0", "after training theta_T"],
+        [
+            [
+                f"{split} {measure}",
+                training.get(f"initial_{split}_{measure}"),
+                training.get(f"{split}_{measure}"),
+            ]
+            for split in ("train", "test")
+            for measure in ("loss", "accuracy")
+        ],
+    )
+    steps = {k: training[k] for k in ("first_step_loss", "last_step_loss") if k in training}
     return [
         Section(
             "Configuration",
             tables=[
-                key_value_table("training run", report["config"]),
-                key_value_table("size and settings", size),
+                *_config_tables(report["config"]),
+                key_value_table("size", size),
+                *([key_value_table("settings of the analysis", settings)] if settings else []),
             ],
         ),
-        Section("Training", tables=[key_value_table("loss and accuracy", report["training"])]),
+        Section(
+            "Training",
+            tables=[before_after, key_value_table("loss of the training steps", steps)],
+        ),
     ]
+
+
+def time_table(timings: Mapping[str, float | None]) -> Table:
+    """The table of the time each stage took (`None`: taken from the folder)."""
+    return Table(
+        "time per stage",
+        ["stage", "time"],
+        [[label(k), human_seconds(v)] for k, v in timings.items()],
+    )
 
 
 def training_report_sections(report: Mapping[str, Any], folder: str | os.PathLike) -> list[Section]:
-    """The sections of report.html for the report of a `train-jacobian` folder."""
+    """The sections of report.html for the report of a `train-jacobian` folder; their
+    figures are also written to `folder/figures/` as PNG and SVG."""
     folder = Path(folder)
-    S = load_spectrum(folder)["S"].astype(float)
-    regions = report["regions"]
-    taus = regions["taus"]
-    tau = taus[len(taus) // 2]
-    sections = [
-        *run_sections(report),
-        Section(
-            "Spectrum",
-            "Singular values of J = d theta_T / d theta_0: chaotic s > 1 + tau, bulk "
-            "|s - 1| <= tau, stable s < 1 - tau.",
-            [figure_png(spectrum_figure(S, taus))],
-            [
-                Table(
-                    f"region counts (P = {regions['num_directions']}, s_max = "
-                    f"{regions['largest']:.4g}, s_min = {regions['smallest']:.4g})",
-                    ["tau", "chaotic", "bulk", "stable"],
-                    [
-                        [t, c, b, s]
-                        for t, c, b, s in zip(
-                            taus,
-                            regions["chaotic"],
-                            regions["bulk"],
-                            regions["stable"],
-                            strict=True,
-                        )
-                    ],
-                )
-            ],
-        ),
-    ]
+    results = load(folder)
+    S = results.stage("singular-values")["S"].astype(float)
+    taus = report["regions"]["taus"]
+    drawn = Drawn(report, S, taus[len(taus) // 2], folder)
+    sections = [findings_section(report), *run_sections(report)]
     for name in report["analyses"]:
-        if name == "spectrum":
-            continue
-        sections.append(_section(name, load_result(folder / "analyses", name), S, tau))
-    timings = dict(report["timings"])
+        sections.append(SECTIONS[name](results.stage(f"analysis-{name}"), drawn))
+    jacobian, svd = report["jacobian"], report["svd"]
+    itemsize = np.dtype(jacobian["dtype"]).itemsize
+    rows, cols = jacobian["shape"]
     sections.append(
         Section(
             "Cost",
             tables=[
-                key_value_table("seconds per stage", timings),
+                time_table(report["timings"]),
                 key_value_table(
                     "resources",
                     {
-                        "exact Jacobian": f"{report['jacobian']['file']} "
-                        f"({report['jacobian']['dtype']})",
-                        "achieved GFLOP/s": report["jacobian"]["gflop_per_s"],
-                        "SVD": f"{report['svd']['routine']}, {report['svd']['dtype']}",
-                        "peak memory (MiB)": report["peak_memory_mib"],
+                        "exact Jacobian": f"{jacobian['file']} ({rows:,} x {cols:,} "
+                        f"{jacobian['dtype']}, {human_bytes(rows * cols * itemsize)})",
+                        "achieved GFLOP/s": jacobian["gflop_per_s"],
+                        "SVD": f"{svd['routine']}, {svd['dtype']}",
+                        "peak_memory_mib": report["peak_memory_mib"],
                         "taken from the folder": report["resumed"],
                     },
                 ),
@@ -424,7 +763,7 @@ def run_description(config: Mapping[str, Any]) -> str:
     model = (
         "LeNet-5-like CNN"
         if config.get("model", "mlp") == "cnn"
-        else f"MLP hidden {config['hidden']} x {config['depth']}"
+        else f"MLP hidden {config['hidden']} x {config['hidden_layers']}"
     )
     return (
         f"{config['dataset']} ({config['labels']} labels, {config['inputs']} inputs), "
@@ -433,11 +772,12 @@ def run_description(config: Mapping[str, Any]) -> str:
 
 
 def write_training_report(folder: str | os.PathLike, report: TrainJacobianReport | Mapping) -> Path:
-    """Write report.html, then report.json (last: its presence marks a complete folder).
+    """Write report.html of a finished folder (the job has written report.json), and
+    its figures as `figures/<section>.png` and `.svg`.
 
     **Arguments:**
 
-    - `folder`: the job folder (holding spectrum.npz and analyses/).
+    - `folder`: the job folder (holding the spectrum and the analyses in its stages).
     - `report`: a `TrainJacobianReport` or its dict, as read back from report.json.
 
     **Returns:** the path of report.html.
@@ -445,11 +785,9 @@ def write_training_report(folder: str | os.PathLike, report: TrainJacobianReport
     folder = Path(folder)
     data = report._asdict() if isinstance(report, TrainJacobianReport) else dict(report)
     subtitle = (
-        f"{run_description(data['config'])}; P = {data['num_params']}, "
-        f"T = {data['num_steps']}. Belrose & Scherlis, Understanding Gradient Descent "
+        f"{run_description(data['config'])}; P = {data['num_params']:,}, "
+        f"T = {data['num_steps']:,}. Belrose & Scherlis, Understanding Gradient Descent "
         "through the Training Jacobian (arXiv 2412.07003)."
     )
     page = html_page("Training Jacobian", training_report_sections(data, folder), subtitle)
-    path = write_html(folder / "report.html", page)
-    write_json_atomic(folder / "report.json", data)
-    return path
+    return write_html(folder / "report.html", page)

@@ -44,4 +44,5 @@ from jacscope.training._run import TrainingRun as TrainingRun
 from jacscope.training._setup import Setup as Setup
 from jacscope.training._setup import TrainingConfig as TrainingConfig
 from jacscope.training._setup import build_run as build_run
+from jacscope.training._store import jacobian_chunks as jacobian_chunks
 from jacscope.training._store import jacobian_digest as jacobian_digest

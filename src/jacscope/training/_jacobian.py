@@ -19,7 +19,8 @@ from jax.sharding import PartitionSpec as Spec
 from jacscope._fingerprint import hash_json
 from jacscope._io import folder_lock
 from jacscope._memory import release_freed_memory
-from jacscope._validation import check_count, check_finite, is_prng_key, nonfinite_steps
+from jacscope._progress import Progress, ProgressCallback, report_to
+from jacscope._validation import check_count, check_finite, check_losses, is_prng_key
 from jacscope.training._propagate import TangentPropagation
 from jacscope.training._run import TrainingRun
 from jacscope.training._store import ChunkStore, read_manifest
@@ -50,7 +51,7 @@ def training_jacobian(
     out: str | os.PathLike | None = None,
     force: bool = False,
     config: dict | None = None,
-    progress: Callable[[int, int, float, float], None] | None = None,
+    progress: ProgressCallback | None = None,
     devices: Sequence[jax.Device] | None = None,
 ) -> np.ndarray:
     r"""The exact Jacobian J = d theta_T / d theta_0 of a whole training run.
@@ -96,11 +97,11 @@ def training_jacobian(
       (otherwise that raises `ValueError`).
     - `config`: a JSON-able dict describing what built the run (model, seed, ...),
       stored and hashed into the manifest beside the run's own fingerprint.
-    - `progress`: `progress(done_columns, total_columns, elapsed_s, flops_done)`,
-      called once before the first chunk (`done_columns` counts chunks finished
-      earlier in `out`) and after each round of chunks. `flops_done` counts the
-      floating-point operations of this call, from XLA's cost analysis of the
-      compiled step, so `flops_done / elapsed_s` is the achieved FLOP/s.
+    - `progress`: called with a `jacscope.Progress` (task `"J"`, unit `"columns"`)
+      once before the first chunk (`done` counts the columns finished earlier in
+      `out`) and after each round of chunks; its `flops` counts the floating-point
+      operations of this call, from XLA's cost analysis of the compiled step, so
+      `flops / elapsed` is the achieved FLOP/s.
     - `devices`: the devices to shard chunks over (default: `jax.devices()`, every
       device of every process).
 
@@ -206,8 +207,8 @@ def _training_jacobian(run, chunk_size, max_bytes, out, force, config, progress,
         sharded = _cached(
             prop, ("chunks", mesh, k, mode), lambda: _sharded_chunks(prop, mesh, k, mode)
         )
-    if progress is not None:
-        progress(done, num_params, 0.0, 0.0)
+    progress = report_to(progress)
+    progress(Progress("J", done, num_params, "columns"))
     width = len(devices)
     for first in range(0, len(remaining), width):
         ids = remaining[first : first + width]
@@ -240,8 +241,8 @@ def _training_jacobian(run, chunk_size, max_bytes, out, force, config, progress,
             sink.commit(ids)
         done += columns_of(ids)
         flops += flops_per_chunk * len(ids)
-        if progress is not None:
-            progress(done, num_params, time.perf_counter() - start_time, flops)
+        elapsed = time.perf_counter() - start_time
+        progress(Progress("J", done, num_params, "columns", elapsed, flops))
     _barrier("jacscope-done", multiprocess and folder is not None)
     return sink.result()
 
@@ -411,15 +412,10 @@ def _check_losses(losses: Any) -> None:
     """`FloatingPointError` naming the first step whose loss is NaN or infinite."""
     if isinstance(losses, jax.Array) and not losses.is_fully_addressable:
         losses = losses.addressable_data(0)
-    values = np.asarray(losses)
-    bad = nonfinite_steps(values)
-    if bad.size:
-        step = int(bad[0])
-        raise FloatingPointError(
-            f"the training loss is {values[step]} at step {step} (0-based; {bad.size} of "
-            f"{values.size} steps have a non-finite loss), so the Jacobian of this run is "
-            "not defined; finished chunks in the output folder are kept"
-        )
+    check_losses(
+        losses,
+        "the Jacobian of this run is not defined; finished chunks in the output folder are kept",
+    )
 
 
 def _check_columns(run: TrainingRun, block: np.ndarray, columns: tuple[int, int]) -> None:

@@ -4,17 +4,10 @@
 (`training_jacobian_operator`): the top-k singular triplets of J (the chaotic end)
 and of J - I (the directions training changes most: chaotic and stable), a density
 of J's singular values from stochastic Lanczos quadrature, and from it the number
-of chaotic, bulk and stable directions with their standard errors. Everything it
-finishes is saved under `out/matrix_free/` as it goes, each probe batch of the
-density on its own, so that a killed run resumes without recomputing finished work:
-
-- `manifest.json`: hashes of the run (`TrainingRun.fingerprint`: params0, the batches,
-  the step as a program), `config` and the options; a folder written for something
-  else is refused, naming what differs, unless `force=True`. One process writes a
-  folder at a time (an advisory lock on `out`).
-- `top_j.npz` / `top_j.json`, `top_j_minus_i.npz` / `.json`: singular triplets
-  (`U` (P, k), `S`, `Vt` (k, P), residuals) and their summary.
-- `probes/batch_<b>.npz`: the quadrature nodes and weights of probe batch b.
+of chaotic, bulk and stable directions with their uncertainty. It runs in stages
+(`top_j`, `top_j_minus_i`, one `density-batch-<b>` per probe batch) through a
+`Stages`: a `jacscope.jobs.JobFolder` keeps each finished stage on disk, so that a
+killed analysis resumes without recomputing finished work.
 
 Citation: Belrose & Scherlis, "Understanding Gradient Descent through the Training
 Jacobian", arXiv 2412.07003.
@@ -23,10 +16,9 @@ Jacobian", arXiv 2412.07003.
 from __future__ import annotations
 
 import contextlib
-import shutil
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Literal, NamedTuple
 
 import jax
@@ -34,17 +26,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jacscope import linalg
-from jacscope._fingerprint import differing, hash_json
-from jacscope._io import (
-    FolderError,
-    atomic_path,
-    folder_lock,
-    load_npz,
-    read_json,
-    write_json_atomic,
-)
+from jacscope._fingerprint import hash_json
 from jacscope._memory import peak_memory_mib
+from jacscope._progress import Progress, ProgressCallback, report_to
+from jacscope._stages import Stages
 from jacscope._validation import check_count
+from jacscope.linalg import SLQ, Lanczos, Randomized
 from jacscope.linalg._svd import default_depth as linalg_default_depth
 from jacscope.operators import identity
 from jacscope.training._analysis_spectrum import DEFAULT_TAUS, REGIONS, region_intervals
@@ -55,8 +42,6 @@ STAGES = ("operator", "top_j", "top_j_minus_i", "density")
 """The stages of `matrix_free_analysis`, in order (the keys of its `timings`); progress
 is reported for the last three."""
 
-FOLDER = "matrix_free"
-_FORMAT = "jacscope.matrix_free/1"
 _ESTIMATED = ("density", "regions")
 
 
@@ -182,7 +167,6 @@ class MatrixFreeResult(NamedTuple):
 
     **Fields:**
 
-    - `config`: the caller's description of the run (`None` if not given).
     - `num_params`, `num_steps`, `dtype`: P, T and the precision of training.
     - `k`: singular triplets asked for.
     - `top_j`, `top_j_minus_i`: `SingularTriplets._asdict()` of J and of J - I.
@@ -193,12 +177,11 @@ class MatrixFreeResult(NamedTuple):
     - `training`: loss of the first and last step.
     - `timings`: seconds per stage (`STAGES`) and `total`.
     - `peak_memory_mib`: peak resident memory of the process.
-    - `resumed`: the stages (and `density:<batch>`) taken from `out`.
+    - `resumed`: the stages given back by `stages` instead of computed.
     - `estimated`: the fields that are stochastic estimates (the rest are computed,
       to within their residuals).
     """
 
-    config: dict | None
     num_params: int
     num_steps: int
     dtype: str
@@ -255,71 +238,42 @@ def _count_sweep(kind: str) -> None:
         _ACTIVE[-1].add(kind)
 
 
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+_LANCZOS, _SLQ = Lanczos(), SLQ()
 
 
-def _claim(folder: Path, manifest: dict, force: bool) -> None:
-    """Make `folder` hold this computation: refuse another one unless `force`."""
-    path = folder / "manifest.json"
-    if path.exists() and not force:
-        stored = read_json(path)
-        if stored.get("format") != _FORMAT or stored.get("hash") != manifest["hash"]:
-            theirs = stored.get("fingerprint", {})
-            differ = differing(theirs, manifest["fingerprint"])
-            raise FolderError(
-                f"{folder} holds a matrix-free analysis of another computation (differs "
-                f"in: {', '.join(differ) or 'format'}); pass force=True (--force) to "
-                f"discard it, or choose another output folder"
-            )
-        return
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    write_json_atomic(path, manifest)
-
-
-def _expected_sweeps(method: str, k: int, depth: int | None, options: dict, size: int) -> int:
+def _expected_sweeps(svd: Lanczos | Randomized, k: int, size: int) -> int:
     # svd_topk's own schedule, and one (batched) sweep for the k explicit residuals
-    if method == "lanczos":
-        explicit = int(options["residuals"] == "explicit")
-        return 2 * (depth if depth is not None else linalg_default_depth(k, size)) + explicit
-    return 2 * options["power_iterations"] + 3
+    if isinstance(svd, Lanczos):
+        explicit = int(svd.residuals == "explicit")
+        return (
+            2 * (svd.depth if svd.depth is not None else linalg_default_depth(k, size)) + explicit
+        )
+    return 2 * svd.power_iterations + 3
 
 
-def _top_triplets(op, k, *, key, method, depth, options, counter, folder, name, progress):
-    """svd_topk of `op` (J or J - I), from `folder/<name>.json` if it is there."""
-    if folder is not None and (folder / f"{name}.json").exists():
-        return read_json(folder / f"{name}.json"), True
+def _top_triplets(op, k, key, svd, counter, progress, name) -> dict:
+    """svd_topk of `op` (J or J - I): the triplets as arrays and their summary."""
     start, before = time.perf_counter(), counter.total
-    expected = _expected_sweeps(method, k, depth, options, op.shape[0])
-    counter.listener = lambda: progress(name, counter.total - before, expected)
-    progress(name, 0, expected)
-    if method == "lanczos":
-        extra = {"depth": depth, "residuals": options["residuals"], "tol": options["tol"]}
-    else:
-        extra = {name: options[name] for name in ("oversampling", "power_iterations")}
-    U, S, Vt, info = linalg.svd_topk(op, k, key=key, method=method, **extra)
+    expected = _expected_sweeps(svd, k, op.shape[0])
+    unit = "passes through training"
+    counter.listener = lambda: progress(Progress(name, counter.total - before, expected, unit))
+    progress(Progress(name, 0, expected, unit))
+    U, S, Vt, info = linalg.svd_topk(op, k, key=key, **svd.svd_topk_arguments())
     S, residuals = np.asarray(S), np.asarray(info.residuals)
     jax.effects_barrier()
     counter.listener = None
-    progress(name, counter.total - before, counter.total - before)  # tol may stop it early
-    triplets = SingularTriplets(
+    spent = counter.total - before
+    progress(Progress(name, spent, spent, unit))  # tol may stop it early
+    summary = SingularTriplets(
         values=S.tolist(),
         residuals=residuals.tolist(),
         relative_residuals=(residuals / np.where(S > 0, S, np.inf)).tolist(),
-        method=method,
+        method=svd.svd_topk_arguments()["method"],
         num_matvecs=int(info.num_matvecs),
-        sweeps=counter.total - before,
+        sweeps=spent,
         seconds=time.perf_counter() - start,
-    )._asdict()
-    if folder is not None:
-        _save_npz(
-            folder / f"{name}.npz", U=np.asarray(U), S=S, Vt=np.asarray(Vt), residuals=residuals
-        )
-        write_json_atomic(folder / f"{name}.json", triplets)
-    return triplets, False
+    )
+    return {**summary._asdict(), "U": np.asarray(U), "S": S, "Vt": np.asarray(Vt)}
 
 
 def matrix_free_analysis(
@@ -327,25 +281,16 @@ def matrix_free_analysis(
     *,
     k: int = 64,
     key: jax.Array,
-    method: Literal["lanczos", "randomized"] = "lanczos",
-    depth: int | None = None,
-    residuals: Literal["explicit", "recurrence"] = "explicit",
-    tol: float | None = None,
-    oversampling: int = 10,
-    power_iterations: int = 2,
-    num_probes: int = 8,
-    probes_per_batch: int = 1,
-    density_depth: int = 40,
+    svd: Lanczos | Randomized = _LANCZOS,
+    density: SLQ = _SLQ,
     num_bins: int = 60,
     num_points: int = 512,
     bandwidth: float | None = None,
     taus: Sequence[float] = DEFAULT_TAUS,
     resolution: float = 0.02,
     checkpoint_every: int | Literal["sqrt"] | None = "sqrt",
-    out: str | Path | None = None,
-    force: bool = False,
-    config: dict | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    stages: Stages | None = None,
+    progress: ProgressCallback | None = None,
 ) -> MatrixFreeResult:
     """Top singular triplets, singular-value density and region counts of a training
     Jacobian, from products with it only.
@@ -359,30 +304,22 @@ def matrix_free_analysis(
        small there and large along the chaotic and stable directions, the ones
        training changes most (Belrose & Scherlis, arXiv 2412.07003).
     3. `density`: stochastic Lanczos quadrature (`jacscope.linalg.spectral_density`,
-       singular values): each of `num_probes` Rademacher probes z_p and
-       `density_depth` Golub-Kahan steps (one `mv` and one `rmv` each) give nodes
+       singular values): each of the `density.num_probes` Rademacher probes z_p and
+       `density.depth` Golub-Kahan steps (one `mv` and one `rmv` each) give nodes
        s_pj and weights w_pj with z_p^T f(J J^T) z_p ~ sum_j w_pj f(s_pj^2), so the
        mean over probes of sum_j w_pj f(s_pj^2) estimates sum_i f(s_i^2) without
        bias in the probes. A smoothed density and a histogram of the s_i
        (`SingularValueDensity`) and the chaotic, bulk and stable counts per tau
-       with standard errors (`RegionEstimates`, from `jacscope.linalg.fraction_in`)
-       are read off it. Probes run `probes_per_batch` at a time; each batch is
-       saved when done.
+       with their intervals (`RegionEstimates`, from `jacscope.linalg.count_in`)
+       are read off it. Probes run `density.probes_per_batch` at a time.
 
     **Arguments:**
 
     - `run`: any `jacscope.training.TrainingRun`.
     - `k`: singular triplets per operator, `1 <= k <= P`.
     - `key`: a `jax.random` key; the same key gives the same result.
-    - `method`, `depth`, `oversampling`, `power_iterations`: of `svd_topk`
-      (`depth`: Lanczos steps, default `min(P, 3k + 20)`; raise it if the residuals
-      are too large).
-    - `residuals`: of `svd_topk` with Lanczos: `"explicit"` costs k more products
-      (one batched sweep) per operator, `"recurrence"` reads them off the Lanczos
-      relation for free.
-    - `tol`: of `svd_topk` with Lanczos: stop each operator's iteration once every
-      relative residual is at most `tol` (`depth` is then the most steps spent).
-    - `num_probes`, `probes_per_batch`, `density_depth`: the quadrature.
+    - `svd`: the top-k method, `jacscope.linalg.Lanczos(...)` or `Randomized(...)`.
+    - `density`: the quadrature, `jacscope.linalg.SLQ(...)`.
     - `num_bins`: bins of the histogram.
     - `num_points`, `bandwidth`: grid size and kernel width of the smoothed density
       (default width: 0.5% of the largest singular value).
@@ -390,197 +327,125 @@ def matrix_free_analysis(
     - `resolution`: a region count is resolved when its interval lies within
       +- `resolution` P (`RegionEstimates`); otherwise it is reported unresolved.
     - `checkpoint_every`: of `training_jacobian_operator` (memory/compute of `rmv`).
-    - `out`: a folder; finished stages and probe batches are saved in
-      `out/matrix_free/` and reused by a later call with the same arguments.
-    - `force`: discard what `out/matrix_free/` holds and start over.
-    - `config`: a JSON-able description of how the run was built (the step function
-      cannot be hashed; this tells runs apart in the manifest).
-    - `progress`: `progress(stage, done, total)` as work advances, counting sweeps
-      through training within the stage (`top_j`, `top_j_minus_i`, `density`; a
-      resumed probe batch counts as done). Called from JAX's callback thread.
+    - `stages`: where finished stages are kept and found (`jacscope.jobs.JobFolder`);
+      a stage is reused only if it was computed from the same run (its fingerprint),
+      key and settings. `None` keeps nothing.
+    - `progress`: called with a `jacscope.Progress` as work advances (tasks `top_j`,
+      `top_j_minus_i`, `density`; unit: passes through training; a resumed stage
+      counts as done). Called from JAX's callback thread.
 
     **Returns:** a `MatrixFreeResult` of plain values.
 
-    **Raises:** `ValueError` for bad options or if `out` holds another computation;
-    `FloatingPointError` if training diverges (naming the step).
+    **Raises:** `ValueError` for bad settings; `FloatingPointError` if training
+    diverges (naming the step).
     """
     start_all = time.perf_counter()
-    progress = progress if progress is not None else (lambda stage, done, total: None)
-    for name, value, minimum in (
-        ("num_probes", num_probes, 2),
-        ("probes_per_batch", probes_per_batch, 1),
-        ("density_depth", density_depth, 1),
-        ("num_bins", num_bins, 1),
-        ("num_points", num_points, 2),
-    ):
-        check_count(value, name, minimum=minimum)
-    if method not in ("lanczos", "randomized"):
-        raise ValueError(f"method must be 'lanczos' or 'randomized', received {method!r}")
-    if residuals not in ("explicit", "recurrence") or (
-        residuals == "recurrence" and method != "lanczos"
-    ):
+    progress = report_to(progress)
+    stages = stages if stages is not None else Stages()
+    check_count(num_bins, "num_bins")
+    check_count(num_points, "num_points", minimum=2)
+    if not isinstance(svd, Lanczos | Randomized):
         raise ValueError(
-            f"residuals must be 'explicit', or 'recurrence' with method='lanczos'; "
-            f"received {residuals!r} with {method!r}"
+            f"svd must be jacscope.linalg.Lanczos(...) or Randomized(...), received {svd!r}"
         )
-    if tol is not None and (method != "lanczos" or not isinstance(tol, int | float) or tol <= 0):
-        raise ValueError(
-            f"tol must be a positive number, with method='lanczos'; received {tol!r} "
-            f"with {method!r}"
-        )
+    if not isinstance(density, SLQ):
+        raise ValueError(f"density must be jacscope.linalg.SLQ(...), received {density!r}")
     taus = [float(t) for t in taus]
     for tau in taus:
         if not (np.isfinite(tau) and 0 <= tau < 1):
             raise ValueError(f"taus must lie in [0, 1), received {tau!r}")
     if not (isinstance(resolution, int | float) and 0 < resolution <= 1):
         raise ValueError(f"resolution must lie in (0, 1], received {resolution!r}")
-    options = {
-        "k": int(k),
-        "method": method,
-        "depth": depth,
-        "residuals": residuals,
-        "tol": None if tol is None else float(tol),
-        "oversampling": int(oversampling),
-        "power_iterations": int(power_iterations),
-        "num_probes": num_probes,
-        "probes_per_batch": probes_per_batch,
-        "density_depth": density_depth,
-        "num_points": num_points,
-        "num_bins": num_bins,
-        "bandwidth": bandwidth,
-        "resolution": float(resolution),
-        "key": np.asarray(jax.random.key_data(key)).tolist(),
-    }
-    lock = folder_lock(out) if out is not None else contextlib.nullcontext()
-    with lock, _counting() as counter:
-        return _analyse(
-            run,
-            key,
-            options,
-            taus,
-            checkpoint_every,
-            out,
-            force,
-            config,
-            progress,
-            counter,
-            start_all,
-        )
-
-
-def _analyse(
-    run, key, options, taus, checkpoint_every, out, force, config, progress, counter, start_all
-) -> MatrixFreeResult:
-    """The body of `matrix_free_analysis`, with validated `options`."""
-    k, method, depth = options["k"], options["method"], options["depth"]
-    bandwidth = options["bandwidth"]
-    timings: dict[str, float] = {}
-    resumed: list[str] = []
-    t0 = time.perf_counter()
-    op = training_jacobian_operator(run, checkpoint_every=checkpoint_every, on_sweep=_count_sweep)
-    num_params = op.shape[0]
-    losses = np.asarray(op.losses)
-    timings["operator"] = time.perf_counter() - t0
-
-    folder = None
-    if out is not None:
-        folder = Path(out) / FOLDER
-        fingerprint = {
-            **run.fingerprint(),
-            "config": hash_json(config, "config"),
-            "options": hash_json(options, "options"),
-        }
-        manifest = {
-            "format": _FORMAT,
-            "hash": hash_json(fingerprint, "fingerprint"),
-            "fingerprint": fingerprint,
-            "config": config,
-            "options": options,
-        }
-        _claim(folder, manifest, force)
-
-    keys = jax.random.split(key, 3)
-    svd_options = {
-        name: options[name] for name in ("oversampling", "power_iterations", "residuals", "tol")
-    }
-    # J + c I with c an array, so that J and J - I share one compiled svd_topk
-    shifts = {"top_j": 0.0, "top_j_minus_i": -1.0}
-    tops = {}
-    for index, (name, shift) in enumerate(shifts.items()):
-        operator = op + jnp.asarray(shift, op.dtype) * identity(num_params, op.dtype)
+    if bandwidth is not None and not (np.isfinite(bandwidth) and bandwidth > 0):
+        raise ValueError(f"bandwidth must be a finite number > 0, received {bandwidth!r}")
+    with _counting() as counter:
+        timings: dict[str, float] = {}
+        resumed_before = len(stages.resumed)
         t0 = time.perf_counter()
-        tops[name], was_resumed = _top_triplets(
-            operator,
-            k,
-            key=keys[index],
-            method=method,
-            depth=depth,
-            options=svd_options,
-            counter=counter,
-            folder=folder,
-            name=name,
-            progress=progress,
+        op = training_jacobian_operator(
+            run, checkpoint_every=checkpoint_every, on_sweep=_count_sweep
         )
-        if was_resumed:
-            resumed.append(name)
-        timings[name] = time.perf_counter() - t0
+        num_params = op.shape[0]
+        check_count(k, "k", maximum=num_params)
+        losses = np.asarray(op.losses)
+        timings["operator"] = time.perf_counter() - t0
+        depends = {
+            "run": hash_json(run.fingerprint(), "fingerprint"),
+            "k": int(k),
+            "key": np.asarray(jax.random.key_data(key)).tolist(),
+            "svd": {"type": type(svd).__name__, **dataclasses.asdict(svd)},
+        }
 
-    t0 = time.perf_counter()
-    top = tops["top_j"]["values"][0] + tops["top_j"]["residuals"][0]
-    grid = np.linspace(0.0, 1.05 * top, options["num_points"])
-    bandwidth = bandwidth if bandwidth is not None else 0.005 * top
-    combined, batch_resumed = _density_batches(
-        op, keys[2], grid, bandwidth, options, folder, counter, progress
-    )
-    resumed.extend(f"density:{b}" for b in batch_resumed)
-    density = _histogram(combined, options["num_bins"], options["density_depth"], bandwidth)
-    regions = _region_estimates(combined, taus, options["resolution"], top)
-    timings["density"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - start_all
-    jax.effects_barrier()
-    return MatrixFreeResult(
-        config=config,
-        num_params=num_params,
-        num_steps=run.num_steps,
-        dtype=jnp.dtype(op.dtype).name,
-        k=int(k),
-        top_j=tops["top_j"],
-        top_j_minus_i=tops["top_j_minus_i"],
-        density=density._asdict(),
-        regions=regions._asdict(),
-        cost=op.cost()._asdict(),
-        sweeps={**counter.counts, "total": counter.total},
-        training={"first_step_loss": float(losses[0]), "last_step_loss": float(losses[-1])},
-        timings=timings,
-        peak_memory_mib=peak_memory_mib(),
-        resumed=resumed,
-        estimated=list(_ESTIMATED),
-    )
+        keys = jax.random.split(key, 3)
+        # J + c I with c an array, so that J and J - I share one compiled svd_topk
+        tops = {}
+        for index, (name, shift) in enumerate((("top_j", 0.0), ("top_j_minus_i", -1.0))):
+            operator = op + jnp.asarray(shift, op.dtype) * identity(num_params, op.dtype)
+            t0 = time.perf_counter()
+            triplets = stages.stage(
+                name,
+                lambda operator=operator, index=index, name=name: _top_triplets(
+                    operator, k, keys[index], svd, counter, progress, name
+                ),
+                depends=depends,
+            )
+            tops[name] = {field: triplets[field] for field in SingularTriplets._fields}
+            timings[name] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        top = tops["top_j"]["values"][0] + tops["top_j"]["residuals"][0]
+        grid = np.linspace(0.0, 1.05 * top, num_points)
+        bandwidth = bandwidth if bandwidth is not None else 0.005 * top
+        depends = {
+            **depends,
+            "density": dataclasses.asdict(density),
+            "grid": [0.0, float(1.05 * top), int(num_points)],
+            "bandwidth": float(bandwidth),
+        }
+        combined = _density_batches(
+            op, keys[2], grid, bandwidth, density, stages, depends, counter, progress
+        )
+        histogram = _histogram(combined, num_bins, density.depth, bandwidth)
+        regions = _region_estimates(combined, taus, resolution, top)
+        timings["density"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - start_all
+        jax.effects_barrier()
+        return MatrixFreeResult(
+            num_params=num_params,
+            num_steps=run.num_steps,
+            dtype=jnp.dtype(op.dtype).name,
+            k=int(k),
+            top_j=tops["top_j"],
+            top_j_minus_i=tops["top_j_minus_i"],
+            density=histogram._asdict(),
+            regions=regions._asdict(),
+            cost=op.cost()._asdict(),
+            sweeps={**counter.counts, "total": counter.total},
+            training={"first_step_loss": float(losses[0]), "last_step_loss": float(losses[-1])},
+            timings=timings,
+            peak_memory_mib=peak_memory_mib(),
+            resumed=stages.resumed[resumed_before:],
+            estimated=list(_ESTIMATED),
+        )
 
 
-def _density_batches(op, key, grid, bandwidth, options, folder, counter, progress):
-    """`spectral_density` of J, `probes_per_batch` probes at a time, each batch saved."""
-    num_probes, per_batch = options["num_probes"], options["probes_per_batch"]
-    depth = options["density_depth"]
+def _density_batches(op, key, grid, bandwidth, density, stages, depends, counter, progress):
+    """`spectral_density` of J, `density.probes_per_batch` probes at a time, each batch a
+    stage."""
+    num_probes, per_batch, depth = density.num_probes, density.probes_per_batch, density.depth
     num_batches = -(-num_probes // per_batch)
     expected = 2 * depth * num_probes
-    done = {"sweeps": 0}
-    before = counter.total
-
-    def report():
-        progress("density", done["sweeps"] + counter.total - before, expected)
-
-    counter.listener = report
-    report()
-    parts, resumed = [], []
+    unit = "passes through training"
+    parts = []
     for batch in range(num_batches):
         size = min(per_batch, num_probes - batch * per_batch)
-        path = None if folder is None else folder / "probes" / f"batch_{batch:05d}.npz"
-        if path is not None and path.exists():
-            part = load_npz(path)
-            resumed.append(batch)
-            done["sweeps"] += 2 * depth * size
-        else:
+        base, before = 2 * depth * batch * per_batch, counter.total
+        counter.listener = lambda base=base, before=before: progress(
+            Progress("density", base + counter.total - before, expected, unit)
+        )
+        counter.listener()
+
+        def compute(batch=batch, size=size):
             estimate = linalg.spectral_density(
                 op,
                 key=jax.random.fold_in(key, batch),
@@ -589,20 +454,19 @@ def _density_batches(op, key, grid, bandwidth, options, folder, counter, progres
                 grid=grid,
                 bandwidth=bandwidth,
             )
-            part = {
+            return {
                 "density": np.asarray(estimate.density),
                 "nodes": np.asarray(estimate.nodes),
                 "weights": np.asarray(estimate.weights),
                 "num_matvecs": np.asarray(estimate.num_matvecs),
             }
-            if path is not None:
-                _save_npz(path, **part)
-        parts.append(part)
-        report()
-    jax.effects_barrier()
+
+        parts.append(stages.stage(f"density-batch-{batch:05d}", compute, depends=depends))
+        jax.effects_barrier()
+        progress(Progress("density", base + 2 * depth * size, expected, unit))
     counter.listener = None
     nodes = np.concatenate([part["nodes"] for part in parts])
-    combined = linalg.SpectralDensity(
+    return linalg.SpectralDensity(
         grid=np.asarray(grid),
         density=sum(part["density"] * part["nodes"].shape[0] for part in parts) / num_probes,
         nodes=nodes,
@@ -610,7 +474,6 @@ def _density_batches(op, key, grid, bandwidth, options, folder, counter, progres
         dimension=op.shape[0],
         num_matvecs=int(sum(int(part["num_matvecs"]) for part in parts)),
     )
-    return combined, resumed
 
 
 def _region_estimates(density, taus, resolution, top) -> RegionEstimates:

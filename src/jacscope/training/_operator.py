@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jacscope._validation import check_finite, nonfinite_steps
+from jacscope._validation import check_finite, check_losses
 from jacscope.operators import AbstractLinearOperator, jacobian_operator
 from jacscope.training._linearized_run import linearize_run
 from jacscope.training._run import TrainingRun
@@ -315,7 +315,9 @@ def training_jacobian_operator(
         raise ValueError("params0 has no floating-point entries to differentiate")
     every = _resolve_checkpoint_every(checkpoint_every, run.num_steps)
     theta_T, losses = _run_once(run)
-    _check_losses(np.asarray(losses))
+    check_losses(
+        losses, "the training Jacobian is undefined; lower the learning rate or check the data"
+    )
     check_finite(theta_T, "theta_T (the parameters after training)")
     x_final = ravel_pytree(theta_T)[0]
     if x_final.shape != x0.shape:
@@ -340,14 +342,3 @@ def training_jacobian_operator(
         shape=(int(x0.size), int(x0.size)),
         dtype=x0.dtype,
     )
-
-
-def _check_losses(losses: np.ndarray) -> None:
-    bad = nonfinite_steps(losses)
-    if bad.size:
-        first = int(bad[0])
-        raise FloatingPointError(
-            f"the training run's loss is {losses[first]} at step {first} (of {losses.size}); "
-            f"{bad.size} step(s) have a non-finite loss, so the training Jacobian is "
-            f"undefined. Lower the learning rate or check the data."
-        )

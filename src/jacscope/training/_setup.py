@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jacscope._validation import check_count
+from jacscope._validation import check_count, check_x64
 from jacscope.data import Dataset, load_dataset, make_batches
 from jacscope.models import classification_loss, cnn_apply, init_cnn, init_mlp, mlp_apply
 from jacscope.training._run import TrainingRun
@@ -47,13 +47,13 @@ class TrainingConfig:
     **Fields:**
 
     - `dataset`: `"digits"` or `"mnist1d"` (`jacscope.data.load_dataset`).
-    - `model`: `"mlp"` (GELU MLP of `depth` hidden layers of width `hidden`) or
+    - `model`: `"mlp"` (GELU MLP of `hidden_layers` layers of width `hidden`) or
       `"cnn"` (LeNet-5-like, `jacscope.models.init_cnn`: 61,706 parameters on digits;
-      `hidden` and `depth` do not apply).
+      `hidden` and `hidden_layers` do not apply).
     - `labels`: `"real"` or `"shuffled"` (training labels permuted at random).
     - `inputs`: `"real"` or `"noise"` (features replaced by uniform noise on [0, 1)).
     - `hidden`: width of every hidden layer.
-    - `depth`: number of hidden layers.
+    - `hidden_layers`: number of hidden layers.
     - `epochs`: passes over the training data.
     - `batch_size`: examples per step; a trailing partial batch is dropped.
     - `optimizer`: `"sgd"` (momentum `momentum`) or `"adam"` (`eps_root=1e-8`).
@@ -74,7 +74,7 @@ class TrainingConfig:
     labels: Literal["real", "shuffled"] = "real"
     inputs: Literal["real", "noise"] = "real"
     hidden: int = 64
-    depth: int = 1
+    hidden_layers: int = 1
     epochs: int = 25
     batch_size: int = 64
     optimizer: Literal["sgd", "adam"] = "sgd"
@@ -91,15 +91,17 @@ class TrainingConfig:
                 raise ValueError(
                     f"{name} must be one of {', '.join(choices)}; received {getattr(self, name)!r}"
                 )
-        for name in ("hidden", "depth", "epochs", "batch_size"):
+        for name in ("hidden", "hidden_layers", "epochs", "batch_size"):
             check_count(getattr(self, name), name)
         for name in ("seed", "data_seed"):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
                 raise ValueError(f"{name} must be an integer, received {getattr(self, name)!r}")
         if self.train_size is not None:
             check_count(self.train_size, "train_size")
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be positive, received {self.lr!r}")
+        if self.lr is not None and not (
+            isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0
+        ):
+            raise ValueError(f"lr must be a finite number > 0, received {self.lr!r}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must lie in [0, 1), received {self.momentum!r}")
 
@@ -139,7 +141,7 @@ def build_run(config: TrainingConfig = TrainingConfig()) -> Setup:  # noqa: B008
     Data from `jacscope.data.load_dataset` (first `train_size` training examples
     if set); batches from `jacscope.data.make_batches` (fixed order, same every
     epoch, T = epochs * floor(N / batch_size) steps); parameters from
-    `jacscope.models.init_mlp(jax.random.key(seed), (d, hidden x depth, classes))`
+    `jacscope.models.init_mlp(jax.random.key(seed), (d, hidden x hidden_layers, classes))`
     (or `init_cnn(jax.random.key(seed), (8, 8) or (40,), classes)` for the CNN);
     learning rate `optax.cosine_decay_schedule(lr, T)`, i.e.
     eta_t = lr (1 + cos(pi t / T)) / 2, from lr at step 0 to 0 at step T; optimizer
@@ -154,11 +156,7 @@ def build_run(config: TrainingConfig = TrainingConfig()) -> Setup:  # noqa: B008
     **Raises:** `ValueError` if `dtype="float64"` without `jax_enable_x64`, or if
     `batch_size` exceeds the number of training examples.
     """
-    if config.dtype == "float64" and not jax.config.jax_enable_x64:
-        raise ValueError(
-            "dtype='float64' needs jax_enable_x64: call "
-            "jax.config.update('jax_enable_x64', True) first"
-        )
+    check_x64(config.dtype)
     dtype = jnp.dtype(config.dtype)
     data = load_dataset(
         config.dataset, labels=config.labels, inputs=config.inputs, seed=config.data_seed
@@ -182,7 +180,7 @@ def build_run(config: TrainingConfig = TrainingConfig()) -> Setup:  # noqa: B008
     num_steps = config.epochs * (num_train // config.batch_size)
     key = jax.random.key(config.seed)
     if config.model == "mlp":
-        sizes = (data.x_train.shape[1], *([config.hidden] * config.depth), data.num_classes)
+        sizes = (data.x_train.shape[1], *([config.hidden] * config.hidden_layers), data.num_classes)
         params0, apply_fn = init_mlp(key, sizes, dtype=dtype), mlp_apply
     else:
         # digits are 8 x 8 images, MNIST-1D signals of length 40

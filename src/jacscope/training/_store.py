@@ -242,6 +242,13 @@ def jacobian_digest(folder: str | os.PathLike) -> str | None:
     return combined_hash({"computation": manifest["hash"], **manifest["checksums"]})
 
 
+def jacobian_chunks(folder: str | os.PathLike) -> tuple[int, int]:
+    """(finished, total) chunks of the training Jacobian stored in `folder`; (0, 0)
+    when it holds none."""
+    manifest = read_manifest(os.fspath(folder)) or {}
+    return len(manifest.get("finished", ())), len(manifest.get("chunks", ()))
+
+
 def _check_npy_size(path: str) -> None:
     """`ValueError` if the `.npy` file at `path` is shorter than its header says (a
     memory map of it would fault on the missing pages instead of raising)."""
