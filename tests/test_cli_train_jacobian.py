@@ -86,6 +86,15 @@ def test_report_rerenders_from_saved_results(finished):
     assert (finished / "report.json").read_text() == report_json
 
 
+def test_a_rerun_with_fewer_analyses_keeps_the_finished_ones(finished):
+    args = ["train-jacobian", *TINY, "--restricted-ks", "30,120", "--analyses", "spectrum"]
+    assert main([*args, "--out", str(finished)]) == 0
+    report = json.loads((finished / "report.json").read_text())
+    assert list(report["analyses"]) == list(DEFAULT_ANALYSES)
+    html = (finished / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(DEFAULT_ANALYSES)
+
+
 def test_report_refuses_an_unfinished_folder(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "report.json" in capsys.readouterr().err

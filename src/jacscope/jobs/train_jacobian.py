@@ -294,9 +294,11 @@ def run_train_jacobian(
     (chunked, saved to `out/jacobian.npy`); its SVD J = U diag(S) Vt from
     `numpy.linalg.svd` in `settings.svd_dtype`. Then each analysis of
     `settings.analyses` runs (`jacscope.jobs.ANALYSES`, the settings of Belrose &
-    Scherlis, arXiv 2412.07003) and is saved at once. Finished work found in `out` for
-    the same configuration is reused: J chunk by chunk, the spectrum (the singular
-    vectors only if saved), and every finished analysis computed from the same J.
+    Scherlis, arXiv 2412.07003) and is saved at once; analyses finished in `out` from
+    the same J are reported too, so a rerun with fewer analyses keeps them. Finished
+    work found in `out` for the same configuration is reused: J chunk by chunk, the
+    spectrum (the singular vectors only if saved), and every finished analysis computed
+    from the same J.
 
     **Arguments:**
 
@@ -345,9 +347,9 @@ def run_train_jacobian(
         else:
             folder.resumed.append("jacobian")
 
+        # every analysis finished here from this J is kept in the report, asked for or not
         saved = {
-            name: folder.load(f"analysis-{name}", job.analysis_settings(name))
-            for name in settings.analyses
+            name: folder.load(f"analysis-{name}", job.analysis_settings(name)) for name in ANALYSES
         }
         todo = [name for name in settings.analyses if saved[name] is None]
         # the decomposition is timed as its own stage, not inside an analysis
@@ -356,7 +358,9 @@ def run_train_jacobian(
         elif todo:
             job.singular_values()
         records = {}
-        for name in settings.analyses:
+        for name in ANALYSES:
+            if name not in settings.analyses and saved[name] is None:
+                continue
             if saved[name] is None:
                 progress(Progress(f"analysis: {name}", 0, 1, "stages"))
                 t0 = time.perf_counter()
