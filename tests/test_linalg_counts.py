@@ -43,6 +43,23 @@ def _coverage(counts, truth):
     return np.mean([c.low <= truth <= c.high for c in counts])
 
 
+def _chebyshev_counts(op, window, bounds, degree, num_probes):
+    """The Chebyshev count of `window` under each of the NUM_KEYS fixed keys."""
+    lo, hi = window
+    return [
+        linalg.chebyshev_count(
+            op,
+            lo,
+            hi,
+            key=jax.random.key(seed),
+            bounds=bounds,
+            degree=degree,
+            num_probes=num_probes,
+        )
+        for seed in range(NUM_KEYS)
+    ]
+
+
 @pytest.mark.parametrize("depth", [8, 30, SIZE])
 def test_quadrature_intervals_cover_region_counts(problem, depth):
     op, values = problem
@@ -116,18 +133,7 @@ def test_chebyshev_intervals_cover_region_counts(problem, degree):
     for tau in (0.1, 0.01):
         lo, hi = region_intervals(tau)["bulk"]
         truth = region_counts(values, [tau]).bulk[0]
-        counts = [
-            linalg.chebyshev_count(
-                op,
-                lo,
-                hi,
-                key=jax.random.key(seed),
-                bounds=(0.0, 16.5),
-                degree=degree,
-                num_probes=6,
-            )
-            for seed in range(NUM_KEYS)
-        ]
+        counts = _chebyshev_counts(op, (lo, hi), (0.0, 16.5), degree, num_probes=6)
         assert _coverage(counts, truth) >= 0.9, (degree, tau)
 
 
@@ -140,18 +146,7 @@ def test_chebyshev_intervals_cover_at_a_resolving_budget(problem):
     lo, hi = region_intervals(0.1)["bulk"]
     truth = region_counts(values, [0.1]).bulk[0]
     degree = linalg.chebyshev_degree(lo**2, hi**2, (0.0, 16.5), 2 * 0.02 * lo, SIZE)
-    counts = [
-        linalg.chebyshev_count(
-            op,
-            lo,
-            hi,
-            key=jax.random.key(seed),
-            bounds=(0.0, 16.5),
-            degree=degree,
-            num_probes=32,
-        )
-        for seed in range(NUM_KEYS)
-    ]
+    counts = _chebyshev_counts(op, (lo, hi), (0.0, 16.5), degree, num_probes=32)
     assert _coverage(counts, truth) >= 0.9, degree
     assert np.median([c.high - c.low for c in counts]) < 0.1 * SIZE, degree
 
@@ -232,18 +227,7 @@ def test_intervals_cover_the_regions_of_an_exact_training_jacobian(training_prob
             assert _coverage(slq, truth) >= 0.9, ("slq", depth, tau, name)
             if name != "bulk":
                 continue
-            chebyshev = [
-                linalg.chebyshev_count(
-                    op,
-                    lo,
-                    hi,
-                    key=jax.random.key(seed),
-                    bounds=bounds,
-                    degree=degree,
-                    num_probes=num_probes,
-                )
-                for seed in range(NUM_KEYS)
-            ]
+            chebyshev = _chebyshev_counts(op, (lo, hi), bounds, degree, num_probes)
             assert _coverage(chebyshev, truth) >= 0.9, ("chebyshev", degree, tau)
 
 

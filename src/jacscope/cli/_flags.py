@@ -102,42 +102,17 @@ def _parser_of(kind: Any) -> tuple[Callable[[str], Any], list | None, str]:
 
 
 def add_flags(
-    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
-    section: str,
-    cls: type,
-    *,
-    exclude: tuple[str, ...] = (),
-) -> list[str]:
-    """Add a flag for every field of the dataclass `cls` (nested dataclasses flattened);
-    **returns** their dests, `"section.field"` paths."""
-    hints = typing.get_type_hints(cls)
-    helps = field_help(cls)
-    defaults = cls()
-    dests = []
-    for field in dataclasses.fields(cls):
-        if field.name in exclude:
-            continue
-        path, kind, default = (
-            f"{section}.{field.name}",
-            hints[field.name],
-            getattr(defaults, field.name),
-        )
-        if dataclasses.is_dataclass(kind):
-            dests += _add_nested(parser, path, kind)
-            continue
-        dests.append(path)
-        _add_one(parser, path, kind, default, helps.get(field.name, ""))
-    return dests
-
-
-def _add_nested(parser, path: str, cls: type) -> list[str]:
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, path: str, cls: type
+) -> None:
+    """Add a flag for every field of the dataclass `cls`, its dest `"path.field"`; a
+    nested dataclass's fields are added under its own path (`--lanczos-depth`)."""
     hints, helps, defaults = typing.get_type_hints(cls), field_help(cls), cls()
-    dests = []
     for field in dataclasses.fields(cls):
-        dest = f"{path}.{field.name}"
-        _add_one(parser, dest, hints[field.name], getattr(defaults, field.name), helps[field.name])
-        dests.append(dest)
-    return dests
+        dest, kind = f"{path}.{field.name}", hints[field.name]
+        if dataclasses.is_dataclass(kind):
+            add_flags(parser, dest, kind)
+        else:
+            _add_one(parser, dest, kind, getattr(defaults, field.name), helps.get(field.name, ""))
 
 
 def _add_one(parser, dest: str, kind: Any, default: Any, text: str) -> None:

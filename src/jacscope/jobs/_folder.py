@@ -38,8 +38,8 @@ CONFIG = "config.toml"
 RESULT = "report.json"
 STAGES = "stages"
 
-_OWN = (JOB, CONFIG, RESULT, "report.html", STAGES, "figures", "extra", "jacobian.npy")
-_OWN += ("manifest.json",)
+_OWN = (JOB, CONFIG, RESULT, "report.html", STAGES, "figures", "extra")
+_OWN += ("jacobian.npy", "manifest.json")  # training_jacobian's chunks of the exact J
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -109,7 +109,8 @@ class JobFolder(Stages):
             text = None if self.sections is None else to_toml(self.sections)
             config = self.path / CONFIG
             if text is not None and not (config.exists() and config.read_text() == text):
-                self.write_text(CONFIG, text)
+                with atomic_path(config) as tmp:
+                    tmp.write_text(text, encoding="utf-8")
             yield self
 
     def _refusal(self, stored: Mapping[str, Any]) -> str:
@@ -132,20 +133,6 @@ class JobFolder(Stages):
                 shutil.rmtree(target)
             else:
                 target.unlink(missing_ok=True)
-
-    def file(self, name: str) -> Path:
-        """The path of `name` in the folder."""
-        if self.path is None:
-            raise ValueError(f"{name} needs an output folder")
-        return self.path / name
-
-    def write_text(self, name: str, text: str) -> Path:
-        """Write a text file in the folder atomically (nothing without a folder)."""
-        if self.path is None:
-            return Path(name)
-        with atomic_path(self.path / name) as tmp:
-            tmp.write_text(text, encoding="utf-8")
-        return self.path / name
 
     def load(self, name: str, depends: Mapping[str, Any] | None = None) -> dict | None:
         if self.path is None:
