@@ -7,10 +7,11 @@ import re
 import numpy as np
 import pytest
 
+from jacscope._memory import format_bytes
 from jacscope._stages import split_arrays
 from jacscope.jobs import ANALYSES
 from jacscope.report._findings import findings
-from jacscope.report._html import FOLD_ROWS, Section, Table, html_page, human_bytes
+from jacscope.report._html import FOLD_ROWS, Section, Table, html_page
 from jacscope.report._matrix_free import write_matrix_free_report
 from jacscope.report._training import (
     SECTIONS,
@@ -268,10 +269,10 @@ def test_long_tables_fold(rows):
 
 
 def test_sizes_and_labels_read_as_words():
-    assert human_bytes(512) == "512 B"
-    assert human_bytes(1536) == "1.5 KiB"
-    assert human_bytes(4810**2 * 4) == "88.3 MiB"
-    assert human_bytes(4.6 * 2**40) == "4.6 TiB"
+    assert format_bytes(512) == "512 B"
+    assert format_bytes(1536) == "1.5 KiB"
+    assert format_bytes(4810**2 * 4) == "88.3 MiB"
+    assert format_bytes(4.6 * 2**40) == "4.6 TiB"
     assert label("train_loss") == "train loss"
     assert label("analysis:function_space") == "analysis: function space"
     table = key_value_table("resources", {"peak_memory_mib": 613.0, "mv_bytes": 3 * 2**30})

@@ -15,14 +15,15 @@ def peak_memory_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
 
 
-def format_bytes(num: int) -> str:
-    """A byte count with a binary unit: `1536` -> `"1.5 KiB"`."""
+def format_bytes(num: float) -> str:
+    """A byte count in binary units with three significant digits: `1536` -> `"1.5 KiB"`,
+    `4810**2 * 4` -> `"88.3 MiB"`."""
     value = float(num)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024:
-            return f"{value:.1f} {unit}"
+        if abs(value) < 1024 or unit == "TiB":
+            break
         value /= 1024
-    return f"{value:.1f} PiB"
+    return f"{value:.0f} B" if unit == "B" else f"{value:.3g} {unit}"
 
 
 def release_freed_memory() -> None:

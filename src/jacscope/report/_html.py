@@ -107,18 +107,6 @@ def save_figure(
     return Plot(png, caption, tuple(files))
 
 
-def human_bytes(count: float | None) -> str:
-    """A byte count in binary units with three significant digits: `"88.3 MiB"`."""
-    if count is None:
-        return "–"
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            break
-        value /= 1024
-    return f"{value:.0f} B" if unit == "B" else f"{value:.3g} {unit}"
-
-
 def human_seconds(seconds: float | None) -> str:
     """A duration: `"0.42 s"`, `"57.2 s"`, `"2 min 01 s"`, `"1 h 05 min"`."""
     if seconds is None:

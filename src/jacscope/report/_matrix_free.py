@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from jacscope.report._html import Section, Table, html_page, human_bytes, save_figure, write_html
+from jacscope._memory import format_bytes
+from jacscope.report._html import Section, Table, html_page, save_figure, write_html
 from jacscope.report._training import (
     findings_section,
     key_value_table,
@@ -231,7 +232,7 @@ def matrix_free_report_sections(
                     "resources",
                     {
                         "peak_memory_mib": report["peak_memory_mib"],
-                        "dense J would need": human_bytes(dense_bytes),
+                        "dense J would need": format_bytes(dense_bytes),
                         "taken from the folder": report["resumed"],
                     },
                 ),

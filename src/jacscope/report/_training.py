@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from jacscope._memory import format_bytes
 from jacscope.jobs import TrainJacobianReport, load
 from jacscope.report._findings import findings
 from jacscope.report._html import (
@@ -25,7 +26,6 @@ from jacscope.report._html import (
     Section,
     Table,
     html_page,
-    human_bytes,
     human_seconds,
     save_figure,
     write_html,
@@ -93,9 +93,9 @@ def readable(key: str, value: Any) -> Any:
     """A report.json value as a reader wants it: byte counts (`*_bytes`) and MiB
     (`*_mib`) in binary units, `None` sizes of the training set as "all"."""
     if key.endswith("_bytes") and isinstance(value, int | float):
-        return human_bytes(value)
+        return format_bytes(value)
     if key.endswith("_mib") and isinstance(value, int | float):
-        return human_bytes(value * 2**20)
+        return format_bytes(value * 2**20)
     if key == "train_size" and value is None:
         return "all"
     if key == "lr" and value is None:
@@ -745,7 +745,7 @@ def training_report_sections(report: Mapping[str, Any], folder: str | os.PathLik
                     "resources",
                     {
                         "exact Jacobian": f"{jacobian['file']} ({rows:,} x {cols:,} "
-                        f"{jacobian['dtype']}, {human_bytes(rows * cols * itemsize)})",
+                        f"{jacobian['dtype']}, {format_bytes(rows * cols * itemsize)})",
                         "achieved GFLOP/s": jacobian["gflop_per_s"],
                         "SVD": f"{svd['routine']}, {svd['dtype']}",
                         "peak_memory_mib": report["peak_memory_mib"],
