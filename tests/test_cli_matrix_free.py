@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jacscope.cli import main
+from jacscope.jobs._folder import FORMAT
 from jacscope.training import TrainingConfig, build_run, training_jacobian
 
 TINY = ["--hidden", "8", "--epochs", "1", "--train-size", "256", "--batch-size", "32"]
@@ -89,7 +90,7 @@ def test_exact_only_options_are_refused(tmp_path, capsys):
 
 def test_folders_of_the_other_path_are_refused(finished, tmp_path, capsys):
     exact = tmp_path / "exact"
-    claim = {"format": "jacscope.job/2", "kind": "train-jacobian", "identity": {}}
+    claim = {"format": FORMAT, "kind": "train-jacobian", "identity": {}}
     exact.mkdir()
     (exact / "job.json").write_text(json.dumps(claim))
     assert main(["train-jacobian", *TINY, *FREE, "--out", str(exact)]) == 2

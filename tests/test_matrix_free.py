@@ -108,6 +108,9 @@ def test_region_counts_and_bulk_fraction_within_uncertainty(exact, analysed):
     regions = analysed[0].regions
     reference = region_counts(S, regions["taus"])
     assert reference.bulk[0] > 10  # the run has an exact bulk
+    # one result type: the estimate has the exact count's fields, marked as estimated
+    assert regions.keys() == reference._asdict().keys()
+    assert reference.exact and not regions["exact"] and regions["smallest"] is None
     for i in range(len(regions["taus"])):
         for name in ("chaotic", "bulk", "stable"):
             low, high = regions[f"{name}_range"][i]

@@ -13,6 +13,7 @@ from jacscope.jobs import ANALYSES
 from jacscope.report._findings import findings
 from jacscope.report._html import FOLD_ROWS, Section, Table, html_page
 from jacscope.report._matrix_free import write_matrix_free_report
+from jacscope.report._regions import region_rows, region_title
 from jacscope.report._training import (
     SECTIONS,
     Drawn,
@@ -112,6 +113,9 @@ def _regions(resolved: bool):
     per_tau = [None] * len(TAUS)
     return {
         "taus": TAUS,
+        "exact": False,
+        "largest": 15.4,
+        "smallest": None,
         **{
             f"{name}{suffix}": [value] * len(TAUS)
             for name in ("chaotic", "bulk", "stable")
@@ -132,6 +136,23 @@ def _regions(resolved: bool):
         "num_directions": n,
         "num_probes": 2,
     }
+
+
+def test_one_region_layout_marks_estimated_numbers_and_only_those():
+    exact = region_counts(_spectrum(), TAUS)._asdict()
+    assert exact["exact"] and exact["bulk_stderr"] == [0.0] * len(TAUS)
+    ranges = zip(exact["bulk_range"], exact["bulk"], strict=True)
+    assert all(low == high == c for (low, high), c in ranges)
+    assert region_title(exact).startswith("region counts, exact")
+    cells = [str(cell) for row in region_rows(exact) for cell in row]
+    assert not any("≈" in cell or "unresolved" in cell or "±" in cell for cell in cells)
+    resolved, unresolved = _regions(True), _regions(False)
+    assert resolved.keys() == exact.keys() == unresolved.keys()
+    assert "estimated" in region_title(resolved) and "2 probes" in region_title(resolved)
+    assert all(cell.startswith("≈ ") for row in region_rows(resolved) for cell in row[1:])
+    for row in region_rows(unresolved):
+        assert all(cell.startswith("unresolved") for cell in row[1:])
+        assert "products would resolve it" in row[-1]
 
 
 def _matrix_free_report(resolved: bool, num_params=1_126_410):

@@ -26,6 +26,7 @@ from jacscope.jobs.matrix_free import MODE as MATRIX_FREE
 from jacscope.report import (
     REGION_HEADERS,
     region_rows,
+    region_title,
     stage_seconds,
     top_rows,
     write_matrix_free_report,
@@ -140,20 +141,20 @@ def _run_table(title: str, report: Mapping[str, Any]) -> Table:
     return run
 
 
+def _region_table(regions: Mapping[str, Any]) -> Table:
+    """The region counts, exact or estimated, in the report's one layout."""
+    counts = Table(title=region_title(regions))
+    for name in REGION_HEADERS:
+        counts.add_column(name, justify="right")
+    for row in region_rows(regions):
+        counts.add_row(*(_fmt(v) for v in row))
+    return counts
+
+
 def _exact_tables(report: Mapping[str, Any]) -> list[Table]:
     """Rich tables of an exact report: run, region counts, alignment, timings."""
     run = _run_table("Training run", report)
-    regions = report["regions"]
-    counts = Table(
-        title=f"Regions of the spectrum (s_max {regions['largest']:.4g}, "
-        f"s_min {regions['smallest']:.4g})"
-    )
-    for name in ("tau", "chaotic s > 1 + tau", "bulk |s - 1| <= tau", "stable s < 1 - tau"):
-        counts.add_column(name, justify="right")
-    for row in zip(
-        regions["taus"], regions["chaotic"], regions["bulk"], regions["stable"], strict=True
-    ):
-        counts.add_row(*(_fmt(v) for v in row))
+    counts = _region_table(report["regions"])
     tables = [run, counts]
     if report.get("alignment"):
         align = Table(title="cos(u_i, v_i) per region")
@@ -185,15 +186,7 @@ def _matrix_free_tables(report: Mapping[str, Any]) -> list[Table]:
         tops.add_column(name, justify="right")
     for row in top_rows(top_j, top_j_minus_i):
         tops.add_row(*(_fmt(v) for v in row))
-    regions = analysis["regions"]
-    counts = Table(
-        title=f"Regions of the spectrum (estimated, {regions['num_probes']} probes): "
-        "value ± standard error in [range]"
-    )
-    for name in REGION_HEADERS:
-        counts.add_column(name, justify="right")
-    for row in region_rows(regions):
-        counts.add_row(*(_fmt(v) for v in row))
+    counts = _region_table(analysis["regions"])
     sweeps = analysis["sweeps"]
     cost = Table(title="Cost", show_header=False)
     cost.add_column("stage", style="bold")

@@ -32,7 +32,7 @@ from jacscope._io import write_json_atomic as write_json
 from jacscope._stages import Stages, plain, split_arrays
 from jacscope.jobs._config_file import to_toml
 
-FORMAT = "jacscope.job/2"
+FORMAT = "jacscope.job/3"
 JOB = "job.json"
 CONFIG = "config.toml"
 RESULT = "report.json"

@@ -3,11 +3,12 @@
 from jacscope.report._html import Section as Section
 from jacscope.report._html import Table as Table
 from jacscope.report._html import html_page as html_page
-from jacscope.report._matrix_free import REGION_HEADERS as REGION_HEADERS
-from jacscope.report._matrix_free import region_rows as region_rows
 from jacscope.report._matrix_free import stage_seconds as stage_seconds
 from jacscope.report._matrix_free import top_rows as top_rows
 from jacscope.report._matrix_free import write_matrix_free_report as write_matrix_free_report
+from jacscope.report._regions import REGION_HEADERS as REGION_HEADERS
+from jacscope.report._regions import region_rows as region_rows
+from jacscope.report._regions import region_title as region_title
 from jacscope.report._render import render_training_report as render_training_report
 from jacscope.report._spectrum import save_spectrum_figure as save_spectrum_figure
 from jacscope.report._spectrum import spectrum_figure as spectrum_figure

@@ -18,6 +18,7 @@ from typing import Any
 
 from jacscope.jobs.matrix_free import MODE as MATRIX_FREE
 from jacscope.report._html import human_seconds
+from jacscope.report._regions import count_text
 from jacscope.training import TrainingConfig
 
 _PAPER_FIELDS = (
@@ -128,18 +129,52 @@ def _setting(report: Mapping[str, Any]) -> str:
     )
 
 
-def _bulk_shares(regions: Mapping[str, Any]) -> str:
+def _bulk_shares(regions: Mapping[str, Any]) -> list[str]:
+    """The bulk's share at every tau: one sentence when exact; when estimated one per
+    tau, each with its spread and range, or its range and the products that would
+    resolve it."""
     total = regions["num_directions"]
-    parts = [
-        f"{percent(bulk / total)} ({bulk:,}) at {_tau(tau)}"
-        for tau, bulk in zip(regions["taus"], regions["bulk"], strict=True)
-    ]
-    return f"Of the {total:,} directions, the bulk |s_i - 1| <= tau holds {_series(parts)}."
+    if regions["exact"]:
+        parts = [
+            f"{percent(bulk / total)} ({bulk:,}) at {_tau(tau)}"
+            for tau, bulk in zip(regions["taus"], regions["bulk"], strict=True)
+        ]
+        return [f"Of the {total:,} directions, the bulk |s_i - 1| <= tau holds {_series(parts)}."]
+    return [_estimated_bulk(regions, j) for j in range(len(regions["taus"]))]
+
+
+def _estimated_bulk(regions: Mapping[str, Any], j: int) -> str:
+    tau = regions["taus"][j]
+    low, high = regions["bulk_fraction_range"][j]
+    if not regions["bulk_resolved"][j]:
+        return (
+            f"At {_tau(tau)} the bulk fraction is unresolved at this budget: in "
+            f"[{low:.3f}, {high:.3f}]; about {regions['chebyshev_products'][j]:,} products "
+            "with J would resolve it."
+        )
+    stderr = 100 * regions["bulk_fraction_stderr"][j]
+    digits = 0 if stderr >= 1 else 1 if stderr == 0 else min(3, math.ceil(-math.log10(stderr)))
+
+    def share(fraction: float) -> str:
+        return f"{100 * fraction:.{digits}f}%"
+
+    return (
+        f"An estimated {share(regions['bulk_fraction'][j])} ± {stderr:.{digits}f}% of the "
+        f"{regions['num_directions']:,} directions lie in the bulk at {_tau(tau)} "
+        f"(95% range {share(low)} to {share(high)})."
+    )
 
 
 def _ends(regions: Mapping[str, Any]) -> str:
+    """The chaotic and stable counts at the middle tau, exact or as `count_text`."""
     j = _middle(regions["taus"])
     tau = regions["taus"][j]
+    if not regions["exact"]:
+        return (
+            f"At {_tau(tau)} the chaotic count (s > {1 + tau:g}, up to s_max = "
+            f"{number(regions['largest'])}) is {count_text(regions, 'chaotic', j)}; the "
+            f"stable count (s < {1 - tau:g}) is {count_text(regions, 'stable', j)}."
+        )
     chaotic, stable = regions["chaotic"][j], regions["stable"][j]
     top = f", up to s_max = {number(regions['largest'])}" if chaotic else ""
     bottom = f", down to s_min = {number(regions['smallest'])}" if stable else ""
@@ -239,7 +274,7 @@ def _seeds(numbers: Mapping[str, Any], tau: float) -> str | None:
 def _exact(report: Mapping[str, Any]) -> list[str]:
     regions = report["regions"]
     tau = regions["taus"][_middle(regions["taus"])]
-    sentences = [_training(report), _setting(report), _bulk_shares(regions), _ends(regions)]
+    sentences = [_training(report), _setting(report), *_bulk_shares(regions), _ends(regions)]
     if report.get("alignment"):
         sentences.append(_alignment(report["alignment"], tau))
     analyses = {name: record["numbers"] for name, record in report["analyses"].items()}
@@ -258,41 +293,6 @@ def _exact(report: Mapping[str, Any]) -> list[str]:
     return sentences
 
 
-def _range(low: float, high: float) -> str:
-    return f"in [{low:,.0f}, {high:,.0f}]"
-
-
-def _estimated_count(regions: Mapping[str, Any], name: str, j: int) -> str:
-    if regions[f"{name}_resolved"][j]:
-        return (
-            f"about {regions[name][j]:,.0f} ± {regions[f'{name}_stderr'][j]:,.0f} "
-            f"{_range(*regions[f'{name}_range'][j])}"
-        )
-    return f"unresolved at this budget: {_range(*regions[f'{name}_range'][j])}"
-
-
-def _estimated_bulk(regions: Mapping[str, Any], j: int) -> str:
-    tau = regions["taus"][j]
-    low, high = regions["bulk_fraction_range"][j]
-    if not regions["bulk_resolved"][j]:
-        return (
-            f"At {_tau(tau)} the bulk fraction is unresolved at this budget: in "
-            f"[{low:.3f}, {high:.3f}]; about {regions['chebyshev_products'][j]:,} products "
-            "with J would resolve it."
-        )
-    stderr = 100 * regions["bulk_fraction_stderr"][j]
-    digits = 0 if stderr >= 1 else 1 if stderr == 0 else min(3, math.ceil(-math.log10(stderr)))
-
-    def share(fraction: float) -> str:
-        return f"{100 * fraction:.{digits}f}%"
-
-    return (
-        f"An estimated {share(regions['bulk_fraction'][j])} ± {stderr:.{digits}f}% of the "
-        f"{regions['num_directions']:,} directions lie in the bulk at {_tau(tau)} "
-        f"(95% range {share(low)} to {share(high)})."
-    )
-
-
 def _top(analysis: Mapping[str, Any]) -> str:
     top_j, top_j_minus_i = analysis["top_j"], analysis["top_j_minus_i"]
     values, others = top_j["values"], top_j_minus_i["values"]
@@ -308,15 +308,8 @@ def _top(analysis: Mapping[str, Any]) -> str:
 def _matrix_free(report: Mapping[str, Any]) -> list[str]:
     analysis = report["analysis"]
     regions = analysis["regions"]
-    j = _middle(regions["taus"])
-    tau = regions["taus"][j]
     sentences = [_training(report), _setting(report), _top(analysis)]
-    sentences.extend(_estimated_bulk(regions, i) for i in range(len(regions["taus"])))
-    sentences.append(
-        f"At {_tau(tau)} the chaotic count (s > {1 + tau:g}) is "
-        f"{_estimated_count(regions, 'chaotic', j)}; the stable count (s < {1 - tau:g}) is "
-        f"{_estimated_count(regions, 'stable', j)}."
-    )
+    sentences.extend([*_bulk_shares(regions), _ends(regions)])
     sweeps = analysis["sweeps"]
     sentences.append(
         f"The analysis took {sweeps['total']:,} passes through training "

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from jacscope._memory import format_bytes
 from jacscope.report._html import Section, Table, html_page, save_figure, write_html
+from jacscope.report._regions import REGION_HEADERS, region_rows, region_title
 from jacscope.report._training import (
     findings_section,
     key_value_table,
@@ -76,37 +77,6 @@ def density_figure(density: Mapping[str, Any], taus) -> Figure:
             for edge in (1 - tau, 1 + tau):
                 ax.axvline(edge, color="gray", ls=":", lw=0.6)
     return fig
-
-
-def region_rows(regions: Mapping[str, Any]) -> list[list[Any]]:
-    """Rows of the estimated counts: tau, then per region "value ± stderr in [low, high]"
-    (the 95% range also bounds the quadrature error) where the count is resolved and
-    "unresolved at this budget" with its range otherwise, then the bulk fraction."""
-    rows = []
-    for j, tau in enumerate(regions["taus"]):
-        row: list[Any] = [tau]
-        for name in ("chaotic", "bulk", "stable"):
-            low, high = regions[f"{name}_range"][j]
-            if regions[f"{name}_resolved"][j]:
-                row.append(
-                    f"{regions[name][j]:,.0f} ± {regions[f'{name}_stderr'][j]:,.0f} "
-                    f"in [{low:,.0f}, {high:,.0f}]"
-                )
-            else:
-                row.append(f"unresolved at this budget: in [{low:,.0f}, {high:,.0f}]")
-        low, high = regions["bulk_fraction_range"][j]
-        if regions["bulk_resolved"][j]:
-            row.append(f"{regions['bulk_fraction'][j]:.4f} in [{low:.4f}, {high:.4f}]")
-        else:
-            row.append(
-                f"unresolved: in [{low:.3f}, {high:.3f}]; ~{regions['chebyshev_products'][j]:,} "
-                "products would resolve it"
-            )
-        rows.append(row)
-    return rows
-
-
-REGION_HEADERS = ["tau", "chaotic", "bulk", "stable", "bulk fraction"]
 
 
 def stage_seconds(report: Mapping[str, Any]) -> dict[str, float]:
@@ -205,14 +175,7 @@ def matrix_free_report_sections(
                     "the bulk edges 1 ± tau.",
                 )
             ],
-            [
-                Table(
-                    f"estimated region counts, value ± standard error in [95% range] "
-                    f"(P = {regions['num_directions']:,}, {regions['num_probes']} probes)",
-                    REGION_HEADERS,
-                    region_rows(regions),
-                )
-            ],
+            [Table(region_title(regions), REGION_HEADERS, region_rows(regions))],
             anchor="spectrum",
         ),
         Section(

@@ -30,6 +30,7 @@ from jacscope.report._html import (
     save_figure,
     write_html,
 )
+from jacscope.report._regions import REGION_HEADERS, region_rows, region_title
 from jacscope.training import region_masks
 
 _COLORS = {"chaotic": "C3", "bulk": "C0", "stable": "C2"}
@@ -399,7 +400,7 @@ def _plot(drawn: Drawn, name: str, fig: Figure, caption: str) -> list[Plot]:
 
 def spectrum_section(result: Mapping[str, Any], drawn: Drawn) -> Section:
     """The section of the `spectrum` analysis (`RegionCounts` as a dict)."""
-    taus, total = result["taus"], result["num_directions"]
+    taus = result["taus"]
     jacobian, svd = drawn.report["jacobian"], drawn.report["svd"]
     dtype = coarsest_dtype(svd.get("dtype"), jacobian.get("dtype"), drawn.report.get("dtype"))
     return Section(
@@ -416,19 +417,7 @@ def spectrum_section(result: Mapping[str, Any], drawn: Drawn) -> Section:
             "Triangles mark the singular values exactly equal to one, drawn at the floor "
             "since |s_i - 1| = 0 has no place on a log axis.",
         ),
-        [
-            Table(
-                f"region counts (P = {total:,}, s_max = {result['largest']:.4g}, "
-                f"s_min = {result['smallest']:.4g})",
-                ["tau", "chaotic", "bulk", "stable", "bulk share"],
-                [
-                    [t, c, b, s, f"{100 * b / total:.1f}%"]
-                    for t, c, b, s in zip(
-                        taus, result["chaotic"], result["bulk"], result["stable"], strict=True
-                    )
-                ],
-            )
-        ],
+        [Table(region_title(result), REGION_HEADERS, region_rows(result))],
         anchor="spectrum",
     )
 

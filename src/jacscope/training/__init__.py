@@ -27,13 +27,15 @@ from jacscope.training._analysis_seeds import subspace_overlap as subspace_overl
 from jacscope.training._analysis_spectrum import DEFAULT_TAUS as DEFAULT_TAUS
 from jacscope.training._analysis_spectrum import RegionCounts as RegionCounts
 from jacscope.training._analysis_spectrum import bulk_order as bulk_order
+from jacscope.training._analysis_spectrum import (
+    estimated_region_counts as estimated_region_counts,
+)
 from jacscope.training._analysis_spectrum import region_counts as region_counts
 from jacscope.training._analysis_spectrum import region_intervals as region_intervals
 from jacscope.training._analysis_spectrum import region_masks as region_masks
 from jacscope.training._analysis_spectrum import region_summary as region_summary
 from jacscope.training._jacobian import training_jacobian as training_jacobian
 from jacscope.training._matrix_free import MatrixFreeResult as MatrixFreeResult
-from jacscope.training._matrix_free import RegionEstimates as RegionEstimates
 from jacscope.training._matrix_free import SingularTriplets as SingularTriplets
 from jacscope.training._matrix_free import SingularValueDensity as SingularValueDensity
 from jacscope.training._matrix_free import matrix_free_analysis as matrix_free_analysis

@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jacscope import linalg
+
 DEFAULT_TAUS = (1e-3, 1e-2, 1e-1)
 """Tolerances tau of the region boundaries used by default."""
 
@@ -79,24 +81,95 @@ def bulk_order(singular_values) -> np.ndarray:
 
 
 class RegionCounts(NamedTuple):
-    """Counts of the three regions of a spectrum, one entry per tolerance.
+    """Counts of the chaotic, bulk and stable singular values of J, exact or estimated.
+
+    One type for both paths: `region_counts` counts the singular values of a dense J
+    (exact: no uncertainty), `estimated_region_counts` estimates the counts from
+    stochastic Lanczos quadrature of J^T J (matrix-free). Per tolerance tau, over
+    the intervals of `region_intervals`:
+
+    - the value is the count (exact) or the SLQ point estimate, and the standard
+      error its spread over probes / sqrt(num_probes): the probe error only (0 when
+      exact).
+    - `*_range` is the 95% interval that also holds the quadrature error: the probe
+      means of the per-probe Chebyshev-Markov-Stieltjes bounds, widened by Student-t
+      quantiles of their spreads (`[count, count]` when exact). It is wide when the
+      Lanczos depth does not resolve the spectrum near 1 +- tau.
+    - `*_resolved` says whether that interval is within +- `resolution` P; an
+      unresolved count is reported as such, with its interval, never as a number.
+    - `chebyshev_products`: per tau, the products with J a `jacscope.linalg.
+      chebyshev_count` of the bulk would need (its degree from `chebyshev_degree`,
+      `num_probes` probes, two products per degree) so that only values within
+      tau / 4 of the edges 1 +- tau are left unresolved (`None` when exact).
 
     **Fields:**
 
     - `taus`: the tolerances.
-    - `chaotic`, `bulk`, `stable`: the number of singular values in each of
-      `region_intervals(tau)` for each tau.
+    - `exact`: whether the counts are exact (from the singular values themselves).
+    - `chaotic`, `bulk`, `stable`: counts per tau.
+    - `chaotic_stderr`, `bulk_stderr`, `stable_stderr`: their probe standard errors.
+    - `chaotic_range`, `bulk_range`, `stable_range`: `[low, high]` per tau.
+    - `chaotic_resolved`, `bulk_resolved`, `stable_resolved`: booleans per tau.
+    - `bulk_fraction`, `bulk_fraction_stderr`, `bulk_fraction_range`: the bulk / n.
+    - `verdicts`: per tau, `{region: text}`: `"exact"`, `"resolved"`, or
+      `"unresolved at this budget: in [low, high]; ..."` naming the products that
+      would resolve it.
     - `num_directions`: n, the length of the spectrum.
-    - `largest`, `smallest`: s_max and s_min.
+    - `largest`: s_max (matrix-free: the top singular value plus its residual).
+    - `smallest`: s_min (`None` when estimated: products do not give it).
+    - `resolution`: the half-width, a fraction of n, within which a count is resolved.
+    - `confidence`: the nominal coverage of the ranges (1 when exact).
+    - `chebyshev_products`: see above.
+    - `num_probes`: probes averaged (0 when exact).
+
+    Citation: Belrose & Scherlis, arXiv 2412.07003.
     """
 
     taus: list[float]
-    chaotic: list[int]
-    bulk: list[int]
-    stable: list[int]
+    exact: bool
+    chaotic: list[float]
+    chaotic_stderr: list[float]
+    chaotic_range: list[list[float]]
+    chaotic_resolved: list[bool]
+    bulk: list[float]
+    bulk_stderr: list[float]
+    bulk_range: list[list[float]]
+    bulk_resolved: list[bool]
+    stable: list[float]
+    stable_stderr: list[float]
+    stable_range: list[list[float]]
+    stable_resolved: list[bool]
+    bulk_fraction: list[float]
+    bulk_fraction_stderr: list[float]
+    bulk_fraction_range: list[list[float]]
+    verdicts: list[dict[str, str]]
     num_directions: int
     largest: float
-    smallest: float
+    smallest: float | None
+    resolution: float
+    confidence: float
+    chebyshev_products: list[int] | None
+    num_probes: int
+
+
+def _assemble(taus, counts, num, **rest) -> RegionCounts:
+    """A `RegionCounts` from `counts[i][name] = (value, stderr, low, high, resolved)`."""
+    fields: dict[str, list] = {}
+    for name in REGIONS:
+        per_tau = [count[name] for count in counts]
+        fields[name] = [value for value, *_ in per_tau]
+        fields[f"{name}_stderr"] = [stderr for _, stderr, *_ in per_tau]
+        fields[f"{name}_range"] = [[low, high] for _, _, low, high, _ in per_tau]
+        fields[f"{name}_resolved"] = [resolved for *_, resolved in per_tau]
+    return RegionCounts(
+        taus=[float(t) for t in taus],
+        bulk_fraction=[v / num for v in fields["bulk"]],
+        bulk_fraction_stderr=[e / num for e in fields["bulk_stderr"]],
+        bulk_fraction_range=[[lo / num, hi / num] for lo, hi in fields["bulk_range"]],
+        num_directions=int(num),
+        **fields,
+        **rest,
+    )
 
 
 def region_counts(singular_values, taus=DEFAULT_TAUS) -> RegionCounts:
@@ -107,25 +180,87 @@ def region_counts(singular_values, taus=DEFAULT_TAUS) -> RegionCounts:
     - `singular_values`: `(n,)` singular values of the training Jacobian.
     - `taus`: tolerances of the bulk |s - 1| <= tau.
 
-    **Returns:** a `RegionCounts` (plain values, JSON-ready via `_asdict()`).
+    **Returns:** an exact `RegionCounts` (plain values, JSON-ready via `_asdict()`).
 
     Citation: Belrose & Scherlis, arXiv 2412.07003.
     """
     s = _singular_values(singular_values)
     if s.size == 0:
         raise ValueError("singular_values is empty")
-    counts = {name: [] for name in REGIONS}
+    counts = []
     for tau in taus:
-        for name, mask in region_masks(s, tau).items():
-            counts[name].append(int(mask.sum()))
-    return RegionCounts(
-        taus=[float(t) for t in taus],
-        chaotic=counts["chaotic"],
-        bulk=counts["bulk"],
-        stable=counts["stable"],
-        num_directions=int(s.size),
+        sums = {name: int(mask.sum()) for name, mask in region_masks(s, tau).items()}
+        counts.append({name: (c, 0.0, c, c, True) for name, c in sums.items()})
+    return _assemble(
+        taus,
+        counts,
+        s.size,
+        exact=True,
+        verdicts=[dict.fromkeys(REGIONS, "exact") for _ in taus],
         largest=float(s.max()),
         smallest=float(s.min()),
+        resolution=0.0,
+        confidence=1.0,
+        chebyshev_products=None,
+        num_probes=0,
+    )
+
+
+def estimated_region_counts(
+    density: linalg.SpectralDensity, taus, resolution: float, largest: float
+) -> RegionCounts:
+    """Estimate the region counts of J from the probes' Gauss rules of J^T J.
+
+    **Arguments:**
+
+    - `density`: `jacscope.linalg.spectral_density` of J^T J, its nodes the squared
+      singular values.
+    - `taus`: the tolerances.
+    - `resolution`: a count is resolved when its 95% range is within +- `resolution` n.
+    - `largest`: an upper bound on s_max (it sets the Chebyshev degree).
+
+    **Returns:** an estimated `RegionCounts`: each count a `jacscope.linalg.count_in`
+    of the density, with its standard error, range and verdict.
+    """
+    num = density.dimension
+    num_probes = int(density.nodes.shape[0])
+    counts, products, verdicts = [], [], []
+    for tau in taus:
+        per_region = {}
+        for name, (lo, hi) in region_intervals(tau).items():
+            c = linalg.count_in(density, lo, hi)
+            resolved = bool(c.resolved(resolution * num))
+            per_region[name] = (c.value, c.stderr, c.low, c.high, resolved)
+        lo, hi = (1 - tau) ** 2, (1 + tau) ** 2
+        spectrum = (0.0, (1.01 * largest) ** 2)
+        degree = linalg.chebyshev_degree(lo, hi, spectrum, tau / 4 * (1 - tau), num)
+        needed = 2 * degree * num_probes
+        counts.append(per_region)
+        products.append(needed)
+        verdicts.append(
+            {
+                name: "resolved"
+                if resolved
+                else (
+                    f"unresolved at this budget: in [{low:,.0f}, {high:,.0f}] (needs +- "
+                    f"{resolution * num:,.0f}); a Chebyshev count needs about {needed:,} "
+                    "products with J"
+                )
+                for name, (_, _, low, high, resolved) in per_region.items()
+            }
+        )
+    return _assemble(
+        taus,
+        counts,
+        num,
+        exact=False,
+        verdicts=verdicts,
+        largest=float(largest),
+        smallest=None,
+        resolution=float(resolution),
+        confidence=0.95,
+        chebyshev_products=products,
+        num_probes=num_probes,
     )
 
 

@@ -34,7 +34,7 @@ from jacscope._validation import check_count
 from jacscope.linalg import SLQ, Lanczos, Randomized
 from jacscope.linalg._svd import default_depth as linalg_default_depth
 from jacscope.operators import identity
-from jacscope.training._analysis_spectrum import DEFAULT_TAUS, REGIONS, region_intervals
+from jacscope.training._analysis_spectrum import DEFAULT_TAUS, estimated_region_counts
 from jacscope.training._operator import training_jacobian_operator
 from jacscope.training._run import TrainingRun
 
@@ -99,69 +99,6 @@ class SingularValueDensity(NamedTuple):
     depth: int
 
 
-class RegionEstimates(NamedTuple):
-    """Estimated counts of the chaotic, bulk and stable singular values of J.
-
-    Per tolerance tau, over the intervals of `jacscope.training.region_intervals`
-    (chaotic s > 1 + tau, bulk 1 - tau <= s <= 1 + tau, stable s < 1 - tau), each
-    count is a `jacscope.linalg.count_in` of the probes' Gauss rules:
-
-    - the value is the SLQ point estimate and the standard error its spread over
-      probes / sqrt(num_probes): the probe error only.
-    - `*_range` is the 95% interval that also holds the quadrature error: the
-      probe means of the per-probe Chebyshev-Markov-Stieltjes bounds, widened by
-      Student-t quantiles of their spreads. It is wide when the Lanczos depth does not
-      resolve the spectrum near 1 +- tau, and shrinks towards the probe error once the
-      depth reaches the number of distinct singular values.
-    - `*_resolved` says whether that interval is within +- `resolution` P; an
-      unresolved count is reported as such, with its interval, never as a number.
-    - `chebyshev_products`: per tau, the products with J a `jacscope.linalg.
-      chebyshev_count` of the bulk would need (its degree from `chebyshev_degree`,
-      `num_probes` probes, two products per degree) so that only values within
-      tau / 4 of the edges 1 +- tau are left unresolved: what a budget for that tau
-      must at least hold.
-
-    **Fields:**
-
-    - `taus`: the tolerances.
-    - `chaotic`, `bulk`, `stable`: estimated counts per tau.
-    - `chaotic_stderr`, `bulk_stderr`, `stable_stderr`: their probe standard errors.
-    - `chaotic_range`, `bulk_range`, `stable_range`: `[low, high]` per tau.
-    - `chaotic_resolved`, `bulk_resolved`, `stable_resolved`: booleans per tau.
-    - `bulk_fraction`, `bulk_fraction_stderr`, `bulk_fraction_range`: the bulk / P.
-    - `resolution`: the half-width, a fraction of P, within which a count is resolved.
-    - `confidence`: the nominal coverage of the ranges.
-    - `chebyshev_products`: see above.
-    - `verdicts`: per tau, `{region: text}`: `"resolved"`, or `"unresolved at this
-      budget: in [low, high]; ..."` naming the products that would resolve it.
-    - `num_directions`: P.
-    - `num_probes`: probes averaged.
-    """
-
-    taus: list[float]
-    chaotic: list[float]
-    chaotic_stderr: list[float]
-    chaotic_range: list[list[float]]
-    chaotic_resolved: list[bool]
-    bulk: list[float]
-    bulk_stderr: list[float]
-    bulk_range: list[list[float]]
-    bulk_resolved: list[bool]
-    stable: list[float]
-    stable_stderr: list[float]
-    stable_range: list[list[float]]
-    stable_resolved: list[bool]
-    bulk_fraction: list[float]
-    bulk_fraction_stderr: list[float]
-    bulk_fraction_range: list[list[float]]
-    resolution: float
-    confidence: float
-    chebyshev_products: list[int]
-    verdicts: list[dict[str, str]]
-    num_directions: int
-    num_probes: int
-
-
 class MatrixFreeResult(NamedTuple):
     """What `matrix_free_analysis` found; every field is a plain JSON value.
 
@@ -171,7 +108,7 @@ class MatrixFreeResult(NamedTuple):
     - `k`: singular triplets asked for.
     - `top_j`, `top_j_minus_i`: `SingularTriplets._asdict()` of J and of J - I.
     - `density`: `SingularValueDensity._asdict()` (an estimate).
-    - `regions`: `RegionEstimates._asdict()` (estimates with standard errors).
+    - `regions`: `RegionCounts._asdict()`, estimated (counts with standard errors and ranges).
     - `cost`: `TrainingOperatorCost._asdict()` of the operator.
     - `sweeps`: passes through training, `{"mv", "rmv", "total"}` (this call only).
     - `training`: loss of the first and last step.
@@ -310,7 +247,7 @@ def matrix_free_analysis(
        mean over probes of sum_j w_pj f(s_pj^2) estimates sum_i f(s_i^2) without
        bias in the probes. A smoothed density and a histogram of the s_i
        (`SingularValueDensity`) and the chaotic, bulk and stable counts per tau
-       with their intervals (`RegionEstimates`, from `jacscope.linalg.count_in`)
+       with their intervals (an estimated `RegionCounts`, from `jacscope.linalg.count_in`)
        are read off it. Probes run `density.probes_per_batch` at a time.
 
     **Arguments:**
@@ -325,7 +262,7 @@ def matrix_free_analysis(
       (default width: 0.5% of the largest singular value).
     - `taus`: tolerances of the bulk 1 - tau <= s <= 1 + tau.
     - `resolution`: a region count is resolved when its interval lies within
-      +- `resolution` P (`RegionEstimates`); otherwise it is reported unresolved.
+      +- `resolution` P (`RegionCounts`); otherwise it is reported unresolved.
     - `checkpoint_every`: of `training_jacobian_operator` (memory/compute of `rmv`).
     - `stages`: where finished stages are kept and found (`jacscope.jobs.JobFolder`);
       a stage is reused only if it was computed from the same run (its fingerprint),
@@ -406,7 +343,7 @@ def matrix_free_analysis(
             op, keys[2], grid, bandwidth, density, stages, depends, counter, progress
         )
         histogram = _histogram(combined, num_bins, density.depth, bandwidth)
-        regions = _region_estimates(combined, taus, resolution, top)
+        regions = estimated_region_counts(combined, taus, resolution, top)
         timings["density"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - start_all
         jax.effects_barrier()
@@ -473,50 +410,6 @@ def _density_batches(op, key, grid, bandwidth, density, stages, depends, counter
         weights=np.concatenate([part["weights"] for part in parts]),
         dimension=op.shape[0],
         num_matvecs=int(sum(int(part["num_matvecs"]) for part in parts)),
-    )
-
-
-def _region_estimates(density, taus, resolution, top) -> RegionEstimates:
-    """Counts per region with `linalg.count_in` on the probes' quadrature rules."""
-    num = density.dimension
-    suffixes = ("", "_stderr", "_range", "_resolved")
-    fields: dict[str, list] = {f"{name}{suffix}": [] for name in REGIONS for suffix in suffixes}
-    products = []
-    for tau in taus:
-        for name, (lo, hi) in region_intervals(tau).items():
-            count = linalg.count_in(density, lo, hi)
-            fields[name].append(count.value)
-            fields[f"{name}_stderr"].append(count.stderr)
-            fields[f"{name}_range"].append([count.low, count.high])
-            fields[f"{name}_resolved"].append(bool(count.resolved(resolution * num)))
-        lo, hi = (1 - tau) ** 2, (1 + tau) ** 2
-        degree = linalg.chebyshev_degree(lo, hi, (0.0, (1.01 * top) ** 2), tau / 4 * (1 - tau), num)
-        products.append(2 * degree * int(density.nodes.shape[0]))
-    verdicts = [
-        {
-            name: "resolved"
-            if fields[f"{name}_resolved"][i]
-            else (
-                f"unresolved at this budget: in [{fields[f'{name}_range'][i][0]:,.0f}, "
-                f"{fields[f'{name}_range'][i][1]:,.0f}] (needs +- {resolution * num:,.0f}); "
-                f"a Chebyshev count needs about {products[i]:,} products with J"
-            )
-            for name in REGIONS
-        }
-        for i in range(len(taus))
-    ]
-    return RegionEstimates(
-        verdicts=verdicts,
-        taus=list(taus),
-        bulk_fraction=[v / num for v in fields["bulk"]],
-        bulk_fraction_stderr=[e / num for e in fields["bulk_stderr"]],
-        bulk_fraction_range=[[lo / num, hi / num] for lo, hi in fields["bulk_range"]],
-        resolution=float(resolution),
-        confidence=0.95,
-        chebyshev_products=products,
-        num_directions=int(num),
-        num_probes=int(density.nodes.shape[0]),
-        **fields,
     )
 
 
