@@ -13,7 +13,8 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import jacscope
-from jacscope.cli import COMMANDS, build_parser, main
+from jacscope.cli import main
+from jacscope.cli._main import COMMANDS, build_parser
 from jacscope.jobs import SpectrumConfig, SpectrumResult, prepare_jacobian, run_spectrum
 from jacscope.jobs.spectrum import STAGES
 from jacscope.models import mlp_apply

@@ -8,7 +8,7 @@ import pytest
 
 import jacscope
 from jacscope import FolderError
-from jacscope.cli import build_parser
+from jacscope.cli._main import build_parser
 from jacscope.jobs import (
     ANALYSES,
     DEFAULT_ANALYSES,

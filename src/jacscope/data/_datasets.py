@@ -17,6 +17,8 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
+from jacscope._extras import require
+
 _NAMES = ("digits", "mnist1d")
 
 
@@ -64,7 +66,8 @@ def load_digits() -> Dataset:
     import alone takes about 55 MiB of the process's memory; the result equals
     `sklearn.datasets.load_digits` split by `train_test_split` exactly.
 
-    **Raises:** `ImportError` if scikit-learn is not installed.
+    **Raises:** `jacscope._extras.MissingExtra` (an `ImportError`) naming the `cli`
+    extra if scikit-learn is not installed.
     """
     x, target = _digits_arrays()
     order = np.random.RandomState(0).permutation(len(x))  # noqa: NPY002 (sklearn's split)
@@ -74,9 +77,8 @@ def load_digits() -> Dataset:
 
 @functools.lru_cache(maxsize=1)
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    require("sklearn", "the digits data set, which ships with scikit-learn,")
     spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the digits ship with scikit-learn: pip install scikit-learn")
     path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz")
     table = np.loadtxt(path, delimiter=",")
     x, target = table[:, :-1] / 16.0, table[:, -1].astype(np.int64)
@@ -87,8 +89,7 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 @functools.lru_cache(maxsize=4)
 def _mnist1d_arrays(seed: int) -> tuple[np.ndarray, ...]:
-    import mnist1d
-
+    mnist1d = require("mnist1d", "the MNIST-1D data set")
     args = mnist1d.get_dataset_args()
     args.seed = seed
     # `make_dataset` seeds and draws from the global `random` / `np.random` states;

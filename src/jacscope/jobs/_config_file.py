@@ -17,8 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
+from jacscope._extras import require
 from jacscope._stages import plain
 
 
@@ -39,7 +38,7 @@ def to_toml(sections: Mapping[str, Any]) -> str:
         name: _table(value) if dataclasses.is_dataclass(value) else plain(value)
         for name, value in sections.items()
     }
-    return tomli_w.dumps(document)
+    return require("tomli_w", "writing a job's config.toml").dumps(document)
 
 
 def read_toml(path: str | os.PathLike) -> dict[str, Any]:
