@@ -4,17 +4,25 @@ VENV := .venv
 PY := $(VENV)/bin/python
 OUT ?= results/demo
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench docs clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e '.[cli]'
 	touch $@
 
 $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-base
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
+
+$(VENV)/.stamp-docs: pyproject.toml $(VENV)/.stamp-base
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $@
+
+# The documentation site in site/; runs every example in examples/ at full size.
+docs: $(VENV)/.stamp-docs
+	$(VENV)/bin/mkdocs build --strict
 
 demo: $(VENV)/.stamp-base
 	$(VENV)/bin/jacscope train-jacobian --out $(OUT)

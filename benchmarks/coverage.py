@@ -32,30 +32,13 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-from jacscope import LinearOperator, linalg  # noqa: E402
+from jacscope import linalg  # noqa: E402
+from jacscope.operators import matrix_operator  # noqa: E402
 from jacscope.training import region_counts, region_intervals  # noqa: E402
 
 TAUS = (0.1, 0.01)
 MAX_DEGREE = 4096
 """The largest Chebyshev degree the table runs (200 keys of it on a dense operator)."""
-
-
-def _matvec(matrix, v):
-    return matrix @ v
-
-
-def _rmatvec(matrix, u):
-    return matrix.T @ u
-
-
-def _operator(matrix):
-    matrix = jax.numpy.asarray(matrix)
-    return LinearOperator(
-        jax.tree_util.Partial(_matvec, matrix),
-        jax.tree_util.Partial(_rmatvec, matrix),
-        matrix.shape,
-        matrix.dtype,
-    )
 
 
 def prescribed_problem():
@@ -104,7 +87,7 @@ def _row(rows, problem, estimator, budget, products, tau, region, counts, truth,
 
 
 def measure(name, matrix, values, num_keys, rows):
-    op = _operator(matrix)
+    op = matrix_operator(matrix)
     size = values.size
     top = float(values.max())
     bounds = (0.0, 1.05 * top**2)

@@ -1,33 +1,12 @@
 """Matrices with prescribed spectra, wrapped as jacscope operators (float64 tests).
 
-`dense_operator` keeps the matrix as an array leaf of the operator (through
-`jax.tree_util.Partial`), so operators of the same shape share one compilation.
+`dense_operator` is `jacscope.operators.matrix_operator`, which keeps the matrix as an
+array leaf of the operator, so operators of the same shape share one compilation.
 """
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-import jacscope
-
-
-def _matvec(matrix, v):
-    return matrix @ v
-
-
-def _rmatvec(matrix, u):
-    return matrix.T @ u
-
-
-def dense_operator(matrix) -> jacscope.LinearOperator:
-    """The operator `v -> M v` with `M` an array leaf."""
-    matrix = jnp.asarray(matrix)
-    return jacscope.LinearOperator(
-        jax.tree_util.Partial(_matvec, matrix),
-        jax.tree_util.Partial(_rmatvec, matrix),
-        matrix.shape,
-        matrix.dtype,
-    )
+from jacscope.operators import matrix_operator as dense_operator  # noqa: F401
 
 
 def _orthonormal(rng, rows, cols):

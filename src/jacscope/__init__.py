@@ -1,8 +1,8 @@
 """jacscope: Jacobians of learning, computed without forming them.
 
 The public API: the operator protocol and the training Jacobian are re-exported
-here; each capability is a subpackage (`jacscope.linalg`, `jacscope.training`,
-`jacscope.penalties`, `jacscope.lipschitz`, `jacscope.propagation`,
+here; each capability is a subpackage (`jacscope.linalg`, `jacscope.curvature`,
+`jacscope.training`, `jacscope.penalties`, `jacscope.lipschitz`, `jacscope.propagation`,
 `jacscope.parallel`) with its own explicit re-exports.
 
 Importing jacscope before JAX has run anything asks JAX for one CPU device per core
@@ -29,8 +29,11 @@ from jacscope.operators import AbstractLinearOperator as AbstractLinearOperator
 from jacscope.operators import DenseTooLarge as DenseTooLarge
 from jacscope.operators import JacobianOperator as JacobianOperator
 from jacscope.operators import LinearOperator as LinearOperator
+from jacscope.operators import MatrixOperator as MatrixOperator
+from jacscope.operators import from_lineax as from_lineax
 from jacscope.operators import identity as identity
 from jacscope.operators import jacobian_operator as jacobian_operator
+from jacscope.operators import matrix_operator as matrix_operator
 from jacscope.training import TrainingRun as TrainingRun
 from jacscope.training import training_jacobian as training_jacobian
 from jacscope.training import training_jacobian_operator as training_jacobian_operator

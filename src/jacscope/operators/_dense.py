@@ -12,6 +12,7 @@ import numpy as np
 from jacscope._memory import format_bytes
 from jacscope._validation import check_count
 from jacscope.operators._linear_operator import AbstractLinearOperator
+from jacscope.operators._matrix import MatrixOperator
 
 _MATRIX_FREE = (
     "op.mv / op.rmv / op.mm, jacscope.linalg.svd_topk, jacscope.linalg.spectral_norm, "
@@ -86,7 +87,13 @@ def _fill(op: AbstractLinearOperator, forward: bool, chunk_size: int) -> jax.Arr
 def materialize(
     op: AbstractLinearOperator, max_bytes: int, chunk_size: int | None = None
 ) -> jax.Array:
-    """Dense matrix of `op`; see `AbstractLinearOperator.materialize`."""
+    """Dense matrix of `op`; see `AbstractLinearOperator.materialize`.
+
+    A `MatrixOperator` is already dense: its matrix is returned as it is, whatever the
+    budget, since nothing new is allocated.
+    """
+    if isinstance(op, MatrixOperator):
+        return op.matrix
     m, n = op.shape
     dtype = jnp.result_type(op.dtype)
     needed = m * n * jnp.dtype(dtype).itemsize

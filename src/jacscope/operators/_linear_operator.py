@@ -90,12 +90,69 @@ class AbstractLinearOperator(eqx.Module):
         by default the chunk is the largest whose working memory fits the budget
         left over by the result.
 
+        A `MatrixOperator` returns its matrix itself, whatever the budget.
+
         **Raises:** `jacscope.DenseTooLarge` if the result alone needs more than
         `max_bytes`.
         """
         from jacscope.operators._dense import materialize
 
         return materialize(self, max_bytes=max_bytes, chunk_size=chunk_size)
+
+    def to_lineax(self, tags: Any = ()) -> Any:
+        """This operator as a `lineax.AbstractLinearOperator`, for `lineax.linear_solve`.
+
+        Its `mv` is this operator's `mv`, on the same flat `(n,)` vectors and in the same
+        dtype, and its `transpose().mv` is this operator's `rmv`: a
+        `lineax.FunctionLinearOperator` would instead transpose `mv` by autodiff
+        (`jax.linear_transpose`), ignoring `rmv` and failing where JAX cannot transpose
+        `mv`. `as_matrix()` is `materialize()`. The result is a pytree like this
+        operator, so it can be built and used inside `jax.jit`;
+        `jacscope.from_lineax` turns it back into this operator.
+
+        **Arguments:**
+
+        - `tags`: a lineax tag or a collection of them, e.g.
+          `(lineax.symmetric_tag, lineax.positive_semidefinite_tag)` for
+          `lineax.CG`. They are promises that lineax's solvers rely on and do not check.
+
+        **Returns:** a `lineax.AbstractLinearOperator` from `(n,)` arrays to `(m,)` arrays.
+
+        **Raises:** `ImportError` if lineax is not installed (`pip install 'jacscope[lineax]'`).
+
+        ```python
+        H = jacscope.matrix_operator(jnp.array([[2.0, 1.0], [1.0, 3.0]]))
+        tags = (lineax.symmetric_tag, lineax.positive_semidefinite_tag)
+        x = lineax.linear_solve(H.to_lineax(tags), b, lineax.CG(rtol=1e-8, atol=1e-8)).value
+        ```
+        """
+        from jacscope.operators._interop import to_lineax
+
+        return to_lineax(self, tags)
+
+    def to_scipy(self) -> Any:
+        """This operator as a `scipy.sparse.linalg.LinearOperator`.
+
+        `matvec`, `rmatvec`, `matmat` and `rmatmat` take NumPy arrays, cast them to this
+        operator's dtype (float32 or float64) and return NumPy arrays of that dtype,
+        so SciPy's iterative methods (`svds`, `eigsh`, `lsqr`, `gmres`, ...) apply.
+        Each product is compiled with `jax.jit` once, when first called, with this
+        operator's arrays as arguments: later calls of the same shape run the compiled
+        code without tracing again. Arrays are copied between NumPy and the JAX device
+        at every call.
+
+        **Returns:** a `scipy.sparse.linalg.LinearOperator` of shape `(m, n)` and this
+        operator's dtype.
+
+        **Raises:** `ValueError` for a dtype other than float32 and float64.
+
+        ```python
+        u, s, vt = scipy.sparse.linalg.svds(op.to_scipy(), k=5)
+        ```
+        """
+        from jacscope.operators._interop import to_scipy
+
+        return to_scipy(self)
 
     def __matmul__(self, other: Any) -> Any:
         if isinstance(other, AbstractLinearOperator):
