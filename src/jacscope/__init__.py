@@ -10,6 +10,7 @@ Importing jacscope before JAX has run anything asks JAX for one CPU device per c
 `training_jacobian` fills the host; see `jacscope.use_cpu_cores`.
 """
 
+from jacscope import curvature as curvature
 from jacscope import data as data
 from jacscope import linalg as linalg
 from jacscope import lipschitz as lipschitz
