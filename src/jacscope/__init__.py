@@ -12,6 +12,7 @@ Importing jacscope before JAX has run anything asks JAX for one CPU device per c
 
 from jacscope import curvature as curvature
 from jacscope import data as data
+from jacscope import descent as descent
 from jacscope import linalg as linalg
 from jacscope import lipschitz as lipschitz
 from jacscope import models as models

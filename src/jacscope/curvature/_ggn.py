@@ -79,8 +79,10 @@ def ggn_operator(
     batch).
 
     Citation: Schraudolph, "Fast Curvature Matrix-Vector Products for Second-Order
-    Gradient Descent", Neural Computation, 2002. Martens, "New Insights and
-    Perspectives on the Natural Gradient Method", arXiv 1412.1193.
+    Gradient Descent", Neural Computation, 2002.
+
+    Citation: Martens, "New Insights and Perspectives on the Natural Gradient Method",
+    arXiv 1412.1193.
     """
     what = "ggn_operator"
     loss_ = get_loss(loss, what)

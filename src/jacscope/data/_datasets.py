@@ -1,10 +1,14 @@
 """The small classification datasets of the training-Jacobian experiments.
 
-Belrose & Scherlis, "Understanding Gradient Descent through the Training Jacobian"
-(arXiv 2412.07003), train an MLP on the scikit-learn digits; MNIST-1D (Greydanus,
-2020) is a second, equally small benchmark. Both are available without network
-access: digits ships with scikit-learn and MNIST-1D is generated from the
-templates defined in the `mnist1d` package's code.
+Belrose & Scherlis train an MLP on the scikit-learn digits; MNIST-1D (Greydanus 2020) is
+a second, equally small benchmark. Both are available without network access: digits
+ships with scikit-learn and MNIST-1D is generated from the templates defined in the
+`mnist1d` package's code.
+
+Citation: Belrose & Scherlis, "Understanding Gradient Descent through the Training
+Jacobian", arXiv 2412.07003.
+
+Citation: Greydanus, "Scaling Down Deep Learning", arXiv 2011.14439.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ def _dataset(x_train, y_train, x_test, y_test, name: str, num_classes: int) -> D
 
 
 def load_digits() -> Dataset:
-    """The scikit-learn 8x8 digits in the setting of Belrose & Scherlis (arXiv 2412.07003).
+    """The scikit-learn 8x8 digits in the setting of Belrose & Scherlis.
 
     The 1797 images are flattened to 64 features scaled by 1/16 into [0, 1] and split
     as `sklearn.model_selection.train_test_split(test_size=197, random_state=0)` splits
@@ -68,6 +72,9 @@ def load_digits() -> Dataset:
 
     **Raises:** `jacscope._extras.MissingExtra` (an `ImportError`) naming the `cli`
     extra if scikit-learn is not installed.
+
+    Citation: Belrose & Scherlis, "Understanding Gradient Descent through the
+    Training Jacobian", arXiv 2412.07003.
     """
     x, target = _digits_arrays()
     order = np.random.RandomState(0).permutation(len(x))  # noqa: NPY002 (sklearn's split)
@@ -107,7 +114,7 @@ def _mnist1d_arrays(seed: int) -> tuple[np.ndarray, ...]:
 
 
 def load_mnist1d(seed: int = 0) -> Dataset:
-    """MNIST-1D (Greydanus, 2020), generated offline with the `mnist1d` package.
+    """MNIST-1D (Greydanus 2020), generated offline with the `mnist1d` package.
 
     The package's own generator (`mnist1d.data.make_dataset`, default arguments, with
     `seed` as its seed) builds 5000 length-40 signals from ten digit templates defined
@@ -118,6 +125,8 @@ def load_mnist1d(seed: int = 0) -> Dataset:
     **Arguments:**
 
     - `seed`: the generator's seed.
+
+    Citation: Greydanus, "Scaling Down Deep Learning", arXiv 2011.14439.
     """
     x_train, y_train, x_test, y_test = _mnist1d_arrays(int(seed))
     return _dataset(x_train, y_train, x_test, y_test, "mnist1d", 10)
@@ -132,7 +141,7 @@ def load_dataset(
 ) -> Dataset:
     """A dataset by name, optionally with random labels or random inputs.
 
-    The controls of the training-Jacobian experiments (arXiv 2412.07003): with
+    The controls of the training-Jacobian experiments (Belrose & Scherlis): with
     `labels="shuffled"` the training and test labels are each permuted at random
     (class frequencies kept, any relation to the inputs destroyed); with
     `inputs="noise"` every feature is replaced by uniform noise on [0, 1) of the same
@@ -147,6 +156,11 @@ def load_dataset(
     - `seed`: seed of the random controls (and of MNIST-1D's generator).
 
     **Raises:** `ValueError` naming the unknown name or option.
+
+    Citation: Belrose & Scherlis, "Understanding Gradient Descent through the
+    Training Jacobian", arXiv 2412.07003.
+
+    Citation: Greydanus, "Scaling Down Deep Learning", arXiv 2011.14439.
     """
     if name not in _NAMES:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(_NAMES)}")

@@ -18,7 +18,7 @@ quadrature error of Lanczos, the truncation and damping error of a polynomial).
   resolved distance from the edges shrinks with the degree.
 
 Citation: Di Napoli, Polizzi & Saad, "Efficient estimation of eigenvalue counts in an
-interval", Numerical Linear Algebra with Applications 23 (2016).
+interval", Numerical Linear Algebra with Applications, 2016.
 """
 
 from __future__ import annotations
@@ -102,6 +102,9 @@ def count_in(density, lo: float, hi: float, *, confidence: float = 0.95) -> Inte
 
     **Arguments:** `density` (a `SpectralDensity`, two probes or more), the closed
     interval `lo <= hi` (infinite ends allowed), `confidence` in (0, 1).
+
+    Citation: Ubaru, Chen & Saad, "Fast estimation of tr(f(A)) via stochastic Lanczos
+    quadrature", SIAM Journal on Matrix Analysis and Applications, 2017.
     """
     _check_window(lo, hi, "count_in")
     _check_confidence(confidence, "count_in")
@@ -178,6 +181,9 @@ def chebyshev_resolution(degree: int, dimension: int) -> float:
     `delta(1024) * 1026 / (m + 2)` is used (slightly larger than the bisected value:
     measured 0.5% at m = 2048 and n = 10^6, which errs on the safe side).
     `chebyshev_count` adds the exact tail at the `delta` it uses either way.
+
+    Citation: Di Napoli, Polizzi & Saad, "Efficient estimation of eigenvalue counts in an
+    interval", Numerical Linear Algebra with Applications, 2016.
     """
     check_count(degree, "degree", "chebyshev_resolution", minimum=1)
     check_count(dimension, "dimension", "chebyshev_resolution", minimum=1)
@@ -220,6 +226,9 @@ def chebyshev_degree(
     than `resolution` from `lo` and `hi` are then counted to within a quarter in all
     (`chebyshev_resolution`). A `chebyshev_count` of that degree costs `degree`
     products per probe (`2 degree` for singular values).
+
+    Citation: Di Napoli, Polizzi & Saad, "Efficient estimation of eigenvalue counts in an
+    interval", Numerical Linear Algebra with Applications, 2016.
     """
     a, b = bounds
     centre, half = (a + b) / 2, (b - a) / 2
@@ -318,6 +327,9 @@ def chebyshev_count(
       `A^T A`: `(0, b)` with `b >= ||A||_2^2`). A bound that does not hold is detected
       (a moment exceeds `||z||^2`) and refused.
     - `degree`: `m >= 2`; `num_probes >= 2`; `confidence` in (0, 1).
+
+    Citation: Di Napoli, Polizzi & Saad, "Efficient estimation of eigenvalue counts in an
+    interval", Numerical Linear Algebra with Applications, 2016.
     """
     what = "chebyshev_count"
     if kind not in _KINDS:

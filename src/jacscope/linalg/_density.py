@@ -50,8 +50,7 @@ def spectral_density(
 ) -> SpectralDensity:
     r"""Density of the singular values (any operator) or eigenvalues (symmetric ones).
 
-    Stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017, *Fast estimation of
-    tr(f(A)) via stochastic Lanczos quadrature*; Lin, Saad & Yang 2016 for the
+    Stochastic Lanczos quadrature (Ubaru, Chen & Saad; Lin, Saad & Yang for the
     density): each of `num_probes` Rademacher probes yields a `depth`-point Gauss rule
     `(theta_lj, w_lj)` with `sum_j w_lj = dimension`, and
 
@@ -73,6 +72,9 @@ def spectral_density(
     - `bandwidth`: Gaussian kernel width; default 1% of the node range.
 
     Works under `jax.jit` (with `kind`, `num_probes`, `depth`, `num_points` static).
+
+    Citation: Ubaru, Chen & Saad, "Fast estimation of tr(f(A)) via stochastic Lanczos
+    quadrature", SIAM Journal on Matrix Analysis and Applications, 2017.
     """
     check_operator(op, "spectral_density")
     depth = min(min(op.shape), 40) if depth is None else depth
@@ -112,6 +114,9 @@ def fraction_in(density: SpectralDensity, lo, hi) -> Estimate:
     eigenvalues and is otherwise at most the weight of the nodes next to `lo` and
     `hi` (Chebyshev-Markov-Stieltjes inequalities). Multiply by `density.dimension`
     for a count, e.g. of singular values in the bulk `[1 - tau, 1 + tau]`.
+
+    Citation: Ubaru, Chen & Saad, "Fast estimation of tr(f(A)) via stochastic Lanczos
+    quadrature", SIAM Journal on Matrix Analysis and Applications, 2017.
     """
     inside = (density.nodes >= lo) & (density.nodes <= hi)
     per_probe = jnp.sum(jnp.where(inside, density.weights, 0), axis=1) / density.dimension

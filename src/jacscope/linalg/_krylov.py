@@ -16,10 +16,13 @@ their multiplicity. Quadrature weights `(e_1^T y)^2` of the later blocks are zer
 as they should be, so stochastic Lanczos quadrature is unaffected.
 
 matfree's `tridiag_sym` and `bidiag` implement the same recurrences but divide by
-the vanishing norm on breakdown, which is why jacscope carries its own loops.
+the vanishing norm on breakdown, which is why jacscope carries its own loops. The
+recurrences are those of Golub & Van Loan (4th edition), sections 10.1 and 10.4.
 
-Reference: Golub & Van Loan, *Matrix Computations* (4th ed.), sections 10.1 and 10.4;
-Golub & Kahan (1965), *Calculating the singular values and pseudo-inverse of a matrix*.
+Citation: Golub & Van Loan, "Matrix Computations", Johns Hopkins University Press, 2013.
+
+Citation: Golub & Kahan, "Calculating the singular values and pseudo-inverse of a matrix",
+SIAM Journal on Numerical Analysis, 1965.
 """
 
 from __future__ import annotations

@@ -34,6 +34,9 @@ def logdet(
       positive definite) make the value NaN.
 
     `key` is used by the SLQ path only. Works under `jax.jit`.
+
+    Citation: Ubaru, Chen & Saad, "Fast estimation of tr(f(A)) via stochastic Lanczos
+    quadrature", SIAM Journal on Matrix Analysis and Applications, 2017.
     """
     check_square(op, "logdet")
     n = op.shape[0]

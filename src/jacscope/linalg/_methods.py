@@ -27,6 +27,9 @@ class Lanczos:
       most steps spent).
     - `residuals`: `"explicit"` costs k more products (one batched sweep),
       `"recurrence"` reads them off the Lanczos relation for free.
+
+    Citation: Golub & Kahan, "Calculating the singular values and pseudo-inverse of a
+    matrix", SIAM Journal on Numerical Analysis, 1965.
     """
 
     depth: int | None = None
@@ -58,6 +61,9 @@ class Randomized:
 
     - `oversampling`: extra columns of the sketch beyond k.
     - `power_iterations`: passes of (A A^T) that sharpen a slowly decaying spectrum.
+
+    Citation: Halko, Martinsson & Tropp, "Finding structure with randomness: Probabilistic
+    algorithms for constructing approximate matrix decompositions", arXiv 0909.4061.
     """
 
     oversampling: int = 10
@@ -81,6 +87,9 @@ class SLQ:
     - `num_probes`: Rademacher probes averaged (at least 2, for a spread).
     - `depth`: Lanczos steps per probe (one `mv` and one `rmv` each for singular values).
     - `probes_per_batch`: probes run at a time (each batch can be saved when done).
+
+    Citation: Ubaru, Chen & Saad, "Fast estimation of tr(f(A)) via stochastic Lanczos
+    quadrature", SIAM Journal on Matrix Analysis and Applications, 2017.
     """
 
     num_probes: int = 8

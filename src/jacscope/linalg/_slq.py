@@ -82,6 +82,9 @@ def lanczos_quadrature(
     `_krylov`); the extra blocks carry zero weight. Probes run one after another
     (`jax.lax.map`), which keeps memory at one Krylov basis. `what` names the
     public caller in error messages.
+
+    Citation: Ubaru, Chen & Saad, "Fast estimation of tr(f(A)) via stochastic Lanczos
+    quadrature", SIAM Journal on Matrix Analysis and Applications, 2017.
     """
     if kind not in _KINDS:
         raise ValueError(f"{what}: kind must be one of {_KINDS}, received {kind!r}")

@@ -41,6 +41,9 @@ def spectral_norm(
 
     **Arguments:** `op` (any operator), `key` (a `jax.random` key), `depth`
     (`1 <= depth <= min(m, n)`). Works under `jax.jit`.
+
+    Citation: Golub & Kahan, "Calculating the singular values and pseudo-inverse of a
+    matrix", SIAM Journal on Numerical Analysis, 1965.
     """
     check_operator(op, "spectral_norm")
     _, s, _, info = svd_topk(op, 1, key=key, method="lanczos", depth=depth)

@@ -184,6 +184,12 @@ def svd_topk(
       spent, and `info.num_matvecs` says how many were.
 
     Works under `jax.jit` (with `k` and the options static).
+
+    Citation: Halko, Martinsson & Tropp, "Finding structure with randomness: Probabilistic
+    algorithms for constructing approximate matrix decompositions", arXiv 0909.4061.
+
+    Citation: Golub & Kahan, "Calculating the singular values and pseudo-inverse of a
+    matrix", SIAM Journal on Numerical Analysis, 1965.
     """
     check_operator(op, "svd_topk")
     check_rank(k, op.shape, "svd_topk")

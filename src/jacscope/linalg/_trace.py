@@ -98,6 +98,16 @@ def trace(
 
     **Arguments:** `op` (square), `key` (a `jax.random` key), `method`,
     `num_matvecs` (budget of products; `Estimate.num_matvecs` reports what was spent).
+
+    Citation: Hutchinson, "A stochastic estimator of the trace of the influence matrix for
+    Laplacian smoothing splines", Communications in Statistics - Simulation and
+    Computation, 1989.
+
+    Citation: Meyer, Musco, Musco & Woodruff, "Hutch++: Optimal Stochastic Trace
+    Estimation", arXiv 2010.09649.
+
+    Citation: Epperly, Tropp & Webber, "XTrace: Making the most of every sample in
+    stochastic trace estimation", arXiv 2301.07825.
     """
     check_square(op, "trace")
     if method not in _METHODS:
@@ -125,6 +135,10 @@ def diagonal(op: AbstractLinearOperator, *, key: jax.Array, num_matvecs: int = 1
     `mean_i v_i * (A v_i)` (element-wise) over `num_matvecs` Rademacher probes; exact
     for a diagonal `A`, unbiased in general with variance `sum_{j != i} A_ij^2` per
     entry. `stderr` (per entry) is `std(v_i * A v_i, ddof=1) / sqrt(num_matvecs)`.
+
+    Citation: Hutchinson, "A stochastic estimator of the trace of the influence matrix for
+    Laplacian smoothing splines", Communications in Statistics - Simulation and
+    Computation, 1989.
     """
     check_square(op, "diagonal")
     check_count(num_matvecs, "num_matvecs", "diagonal", minimum=2)
@@ -143,6 +157,10 @@ def frobenius_sq(op: AbstractLinearOperator, *, key: jax.Array, num_matvecs: int
 
     `mean_i ||A v_i||^2` over `num_matvecs` Rademacher probes `v_i` in R^n (Hutchinson
     on `A^T A`, one product each); `stderr = std(||A v_i||^2, ddof=1) / sqrt(num_matvecs)`.
+
+    Citation: Hutchinson, "A stochastic estimator of the trace of the influence matrix for
+    Laplacian smoothing splines", Communications in Statistics - Simulation and
+    Computation, 1989.
     """
     check_operator(op, "frobenius_sq")
     check_count(num_matvecs, "num_matvecs", "frobenius_sq", minimum=2)

@@ -45,12 +45,17 @@ l_inf, crown <= interval; for l_2, `"crown"` returns min(crown, interval).
 
 Sound up to floating-point rounding; `jax.jit`-able (with `norm` and `method` static).
 
-References: S. Gowal et al., *On the Effectiveness of Interval Bound Propagation*,
-arXiv 1810.12715 (2018); H. Zhang et al., *Efficient Neural Network Robustness
-Certification with General Activation Functions* (CROWN), NeurIPS 2018; K. Xu et al.,
-*Automatic Perturbation Analysis for Scalable Certified Robustness and Beyond*,
-NeurIPS 2020; Z. Shi et al., *Efficiently Computing Local Lipschitz Constants of
-Neural Networks via Bound Propagation*, NeurIPS 2022.
+Citation: Gowal et al., "On the Effectiveness of Interval Bound Propagation for Training
+Verifiably Robust Models", arXiv 1810.12715.
+
+Citation: Zhang, Weng, Chen, Hsieh & Daniel, "Efficient Neural Network Robustness
+Certification with General Activation Functions", arXiv 1811.00866.
+
+Citation: Xu et al., "Automatic Perturbation Analysis for Scalable Certified Robustness
+and Beyond", NeurIPS, 2020.
+
+Citation: Shi, Wang, Zhang, Kolter & Hsieh, "Efficiently Computing Local Lipschitz
+Constants of Neural Networks via Bound Propagation", NeurIPS, 2022.
 """
 
 from __future__ import annotations

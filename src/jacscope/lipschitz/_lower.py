@@ -88,8 +88,11 @@ def lipschitz_lower(
 
     **Returns:** `LowerBound(value, x)`.
 
-    Reference: Z. Shi et al., *Efficiently Computing Local Lipschitz Constants of
-    Neural Networks via Bound Propagation*, NeurIPS 2022.
+    Citation: Shi, Wang, Zhang, Kolter & Hsieh, "Efficiently Computing Local Lipschitz
+    Constants of Neural Networks via Bound Propagation", NeurIPS, 2022.
+
+    Citation: Madry, Makelov, Schmidt, Tsipras & Vladu, "Towards Deep Learning Models
+    Resistant to Adversarial Attacks", arXiv 1706.06083.
     """
     what = "lipschitz_lower"
     norm = check_norm(norm, what)

@@ -111,11 +111,14 @@ def lipschitz_upper(
 
     **Returns:** the scalar bound.
 
-    References: Z. Shi, Y. Wang, H. Zhang, J. Z. Kolter, C.-J. Hsieh, *Efficiently
-    Computing Local Lipschitz Constants of Neural Networks via Bound Propagation*,
-    NeurIPS 2022; H. Zhang et al., *Efficient Neural Network Robustness Certification
-    with General Activation Functions* (CROWN), NeurIPS 2018; S. Gowal et al., *On the
-    Effectiveness of Interval Bound Propagation*, arXiv 1810.12715 (2018).
+    Citation: Shi, Wang, Zhang, Kolter & Hsieh, "Efficiently Computing Local Lipschitz
+    Constants of Neural Networks via Bound Propagation", NeurIPS, 2022.
+
+    Citation: Zhang, Weng, Chen, Hsieh & Daniel, "Efficient Neural Network Robustness
+    Certification with General Activation Functions", arXiv 1811.00866.
+
+    Citation: Gowal et al., "On the Effectiveness of Interval Bound Propagation for
+    Training Verifiably Robust Models", arXiv 1810.12715.
     """
     what = "lipschitz_upper"
     norm = check_norm(norm, what)

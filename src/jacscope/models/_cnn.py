@@ -24,8 +24,8 @@ def init_cnn(
 ) -> dict:
     """Initial parameters of a LeNet-5-like CNN on 2-D images or 1-D signals.
 
-    The network (LeCun et al., 1998, "Gradient-based learning applied to document
-    recognition") resizes its input to a `canvas` (nearest neighbour), then applies
+    The network (after LeNet-5, LeCun et al. 1998) resizes its input to a `canvas` (nearest
+    neighbour), then applies
     two blocks of [valid convolution with `kernel_size` taps, GELU, 2 x 2 average
     pooling] with `channels` feature maps, flattens, and ends with dense GELU
     layers of widths `hidden` and a linear layer to `num_classes` logits. With the
@@ -56,6 +56,9 @@ def init_cnn(
     **Returns:** `{"conv": [{"w": (k, [k,] c_in, c_out), "b": (c_out,)}, ...],
     "dense": [{"w": (in, out), "b": (out,)}, ...]}`; `cnn_apply` reads the
     architecture back from these shapes.
+
+    Citation: LeCun et al., "Gradient-based learning applied to document recognition",
+    Proceedings of the IEEE, 1998.
     """
     input_shape = tuple(int(s) for s in input_shape)
     if len(input_shape) not in (1, 2) or min(input_shape) < 1:
@@ -123,6 +126,9 @@ def cnn_apply(params: dict, x: jax.Array) -> jax.Array:
     - `x`: one example `(d,)` or a batch `(B, d)` of flat features.
 
     **Returns:** logits `(k,)` or `(B, k)`.
+
+    Citation: LeCun et al., "Gradient-based learning applied to document recognition",
+    Proceedings of the IEEE, 1998.
     """
     if x.ndim == 1:
         return cnn_apply(params, x[None])[0]

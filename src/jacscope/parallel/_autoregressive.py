@@ -53,8 +53,8 @@ def solve_autoregressive(
     MADE or a causal transformer computes all conditionals in one forward pass). The
     sequential computation applies it T times, fixing one position per pass; the fixed
     point x = step(x, noise) of the triangular system is the same sequence, and
-    fixed-point iteration is exact after at most T passes (Song, Meng, Liao & Ermon,
-    ICML 2021; Jacobi decoding: Santilli et al., ACL 2023).
+    fixed-point iteration is exact after at most T passes (Song, Meng, Liao & Ermon
+    2021; Jacobi decoding: Santilli et al. 2023).
 
     With the noise drawn beforehand, sampling is a deterministic map: x_t =
     [u_t < sigmoid(logit_t)] for binary outputs, x_t = argmax(logit_t + g_t) with
@@ -96,6 +96,15 @@ def solve_autoregressive(
     !!! warning
         Causality is the caller's promise: a `step` whose position t reads later
         positions has no triangular structure, and the cap no longer certifies anything.
+
+    Citation: Song, Meng, Liao & Ermon, "Accelerating Feedforward Computation via Parallel
+    Nonlinear Equation Solving", ICML, 2021.
+
+    Citation: Santilli et al., "Accelerating Transformer Inference for Translation via
+    Parallel Decoding", ACL, 2023.
+
+    Citation: Lim et al., "Parallelizing non-linear sequential models over the sequence
+    length", arXiv 2309.12252.
     """
     if method not in AUTOREGRESSIVE_METHODS:
         hint = " (quasi-DEER needs the Markov form: solve_sequence)" if "deer" in method else ""

@@ -18,7 +18,7 @@ def consistency_loss(
 
         L = (1 / (K n)) sum_k sum_i -log softmax(logits(context, y^(k)))_{P-1+i}[y*_i],
 
-    the global consistency loss of CLLMs (Kou, Hu, He, Deng & Zhang, ICML 2024) with the
+    the global consistency loss of CLLMs (Kou, Hu, He, Deng & Zhang 2024) with the
     teacher's greedy tokens as targets: it pulls the prediction made from any state
     towards the fixed point, so that later Jacobi iterations get there in fewer passes.
     Including y* itself among the states adds the autoregressive (distillation) term
@@ -32,6 +32,9 @@ def consistency_loss(
     - `fixed_point`: `(n,)` target tokens.
 
     **Returns:** the scalar loss, differentiable in whatever `logits_fn` closes over.
+
+    Citation: Kou, Hu, He, Deng & Zhang, "CLLMs: Consistency Large Language Models",
+    arXiv 2403.00858.
     """
     context = jnp.asarray(context)
     states = jnp.asarray(states)

@@ -50,8 +50,8 @@ def jacobi_decode(
 
     The continuation is produced in blocks of `block_size` tokens. Within a block the n
     equations y_i = argmax logits(prompt, y_{<block}, y_{<i}) are solved together by
-    `solve_autoregressive` (Jacobi decoding: Santilli et al., ACL 2023; Kou et al.,
-    "CLLMs: Consistency large language models", ICML 2024): each iteration is one
+    `solve_autoregressive` (Jacobi decoding: Santilli et al. 2023; CLLMs: Kou, Hu, He, Deng
+    & Zhang 2024): each iteration is one
     forward pass over the whole sequence, and the block is exactly greedy once an
     iteration changes nothing, or after `block_size` iterations at most. The starting
     guess repeats the last known token. `method="sequential"` is greedy decoding itself.
@@ -64,7 +64,7 @@ def jacobi_decode(
     continuation, so the result is exactly greedy for `logits_fn` whatever the draft
     predicts; the draft only decides how fast the iteration gets there (each pass still
     fixes at least one more token). This is the verification of speculative decoding
-    (Leviathan, Kalman & Matias, ICML 2023) applied to Jacobi iterates.
+    (Leviathan, Kalman & Matias 2023) applied to Jacobi iterates.
 
     **Arguments:**
 
@@ -79,6 +79,15 @@ def jacobi_decode(
     - `return_iterates`: also return each block's trajectory.
 
     **Returns:** a `JacobiDecoding`.
+
+    Citation: Santilli et al., "Accelerating Transformer Inference for Translation via
+    Parallel Decoding", ACL, 2023.
+
+    Citation: Kou, Hu, He, Deng & Zhang, "CLLMs: Consistency Large Language Models",
+    arXiv 2403.00858.
+
+    Citation: Leviathan, Kalman & Matias, "Fast Inference from Transformers via
+    Speculative Decoding", ICML, 2023.
     """
     prompt = jnp.asarray(prompt)
     if prompt.ndim != 1 or prompt.shape[0] < 1:

@@ -24,7 +24,7 @@ def linear_recurrence(a: jax.Array, b: jax.Array, init: jax.Array | None = None)
     The affine maps x -> A_t x + b_t compose associatively,
     (A_2, b_2) o (A_1, b_1) = (A_2 A_1, A_2 b_1 + b_2), so all T prefixes are computed
     by `jax.lax.associative_scan` in O(log T) sequential depth (Blelloch, 1990). This is
-    the linear solve inside each Newton step of DEER (Lim et al., ICLR 2024).
+    the linear solve inside each Newton step of DEER (Lim et al. 2024).
 
     **Arguments:**
 
@@ -37,6 +37,9 @@ def linear_recurrence(a: jax.Array, b: jax.Array, init: jax.Array | None = None)
     Positions only see earlier positions: a non-finite value at t never reaches an
     output before t. An overflow of a product of matrices times an exactly zero offset
     gives NaN (inf * 0), not zero.
+
+    Citation: Lim et al., "Parallelizing non-linear sequential models over the sequence
+    length", arXiv 2309.12252.
     """
     a = jnp.asarray(a)
     b = jnp.asarray(b)

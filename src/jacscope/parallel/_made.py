@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 class MADE(eqx.Module):
     r"""A masked autoencoder for distribution estimation (Germain, Gregor, Murray &
-    Larochelle, ICML 2015) over D binary variables in their natural order.
+    Larochelle 2015) over D binary variables in their natural order.
 
     One hidden layer of H ReLU units with degrees m_k = 1 + (k mod (D - 1)), masked so
     that logit_d depends only on x_0, ..., x_{d-1}, plus a strictly lower-triangular
@@ -26,6 +26,9 @@ class MADE(eqx.Module):
     - `num_inputs`: D >= 2.
     - `hidden`: H.
     - `key`: a `jax.random` key for the initial weights (scaled normal, zero biases).
+
+    Citation: Germain, Gregor, Murray & Larochelle, "MADE: Masked Autoencoder for
+    Distribution Estimation", arXiv 1502.03509.
     """
 
     w_in: jax.Array

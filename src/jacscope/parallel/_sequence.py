@@ -64,7 +64,7 @@ def solve_sequence(
     s = G(s), G(s)_t = step(s_{t-1}, x_t). Fixed-point methods update every position at
     once and are exact after at most T iterations, because position t is exact as soon
     as its predecessor is (prefix convergence): whatever the guess, iterate k is exact
-    at positions t < k (Song, Meng, Liao & Ermon, ICML 2021).
+    at positions t < k (Song, Meng, Liao & Ermon 2021).
 
     Methods:
 
@@ -75,13 +75,12 @@ def solve_sequence(
       iteration; exact after ceil(T / block_size) iterations.
     - `"jacobi_window"`: Jacobi updates restricted to a window of `window` positions
       that slides past the converged prefix (at least one position per iteration).
-    - `"deer"`: Newton's method on s = G(s) (Lim et al., "Parallelizing non-linear
-      sequential models over the sequence length", ICLR 2024). With J_t the Jacobian of
-      step at (s^k_{t-1}, x_t), s^{k+1}_t = step(s^k_{t-1}, x_t) + J_t (s^{k+1}_{t-1} -
+    - `"deer"`: Newton's method on s = G(s) (DEER, Lim et al. 2024). With J_t the Jacobian
+      of step at (s^k_{t-1}, x_t), s^{k+1}_t = step(s^k_{t-1}, x_t) + J_t (s^{k+1}_{t-1} -
       s^k_{t-1}), a linear recurrence solved by an associative scan. Quadratic
       convergence near the solution; dense J_t costs n^2 memory per position.
-    - `"quasi_deer"`: the same with J_t replaced by its diagonal (Gonzalez et al.,
-      "Towards scalable and stable parallelization of nonlinear RNNs", NeurIPS 2024).
+    - `"quasi_deer"`: the same with J_t replaced by its diagonal (quasi-DEER, Gonzalez
+      et al. 2024).
 
     Stopping: after each iteration, if every position moved by at most `tol` (max norm;
     discrete leaves must not change at all) the iteration stops; that verifying
@@ -125,6 +124,15 @@ def solve_sequence(
     sol = jacscope.parallel.solve_sequence(lambda h, x: cell(x, h), h0, xs, method="deer")
     sol.states, sol.iterations
     ```
+
+    Citation: Song, Meng, Liao & Ermon, "Accelerating Feedforward Computation via Parallel
+    Nonlinear Equation Solving", ICML, 2021.
+
+    Citation: Lim et al., "Parallelizing non-linear sequential models over the sequence
+    length", arXiv 2309.12252.
+
+    Citation: Gonzalez et al., "Towards Scalable and Stable Parallelization of Nonlinear
+    RNNs", NeurIPS, 2024.
     """
     if method not in SEQUENCE_METHODS:
         raise ValueError(f"method must be one of {SEQUENCE_METHODS}, received {method!r}")

@@ -35,9 +35,8 @@ def speculative_jacobi_sample(
     recorded distribution q_t) is accepted with probability min(1, p_t(x_t) / q_t(x_t));
     at the first rejection x_t is drawn from norm(max(0, p_t - q_t)) and fixed, and
     every later position is redrawn from its current p_t, which becomes its q_t (Teng
-    et al., "Accelerating auto-regressive text-to-image generation with training-free
-    speculative Jacobi decoding", 2024; the acceptance rule of Leviathan, Kalman &
-    Matias, ICML 2023, and Chen et al., 2023). The first drafts are uniform.
+    et al. 2024; the acceptance rule of Leviathan, Kalman & Matias 2023, and of Chen et
+    al. 2023). The first drafts are uniform.
 
     Each accepted or resampled token is distributed exactly as p(. | fixed prefix), so
     the whole sequence is distributed exactly as sequential ancestral sampling's; each
@@ -53,6 +52,12 @@ def speculative_jacobi_sample(
 
     **Returns:** a `SpeculativeSample`. Jit- and vmap-compatible (vmap over keys draws
     independent samples).
+
+    Citation: Teng et al., "Accelerating auto-regressive text-to-image generation with
+    training-free speculative Jacobi decoding", preprint, 2024.
+
+    Citation: Leviathan, Kalman & Matias, "Fast Inference from Transformers via
+    Speculative Decoding", ICML, 2023.
     """
     if length < 1 or vocab_size < 1:
         raise ValueError(f"length and vocab_size must be positive, received {length}, {vocab_size}")

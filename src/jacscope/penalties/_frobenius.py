@@ -55,8 +55,8 @@ def jacobian_frobenius_penalty(
 
     **Returns:** the scalar penalty.
 
-    Reference: J. Hoffman, D. A. Roberts, S. Yaida, *Robust Learning with Jacobian
-    Regularization*, arXiv 1908.02729 (2019).
+    Citation: Hoffman, Roberts & Yaida, "Robust Learning with Jacobian Regularization",
+    arXiv 1908.02729.
     """
     what = "jacobian_frobenius_penalty"
     jac = batch_jacobian(f, params, x, what)

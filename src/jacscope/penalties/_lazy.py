@@ -22,7 +22,7 @@ def lazy_penalty(penalty: Callable, every: int) -> Callable:
 
     so that over any `every` consecutive steps it adds up to what the penalty itself
     adds up to over those steps, at fixed parameters ("lazy regularisation", Karras et
-    al., CVPR 2020, who apply their R1 penalty every 16th step). The choice is made by
+    al. 2020, who apply their R1 penalty every 16th step). The choice is made by
     `jax.lax.cond`, and in reverse mode the penalty's value and gradient are computed
     together inside it (a custom VJP), so on the other steps neither is computed: a
     penalty whose gradient costs c times a plain step costs about 1 + (c - 1) / every
@@ -49,6 +49,9 @@ def lazy_penalty(penalty: Callable, every: int) -> Callable:
 
     **Returns:** `lazy(step, *args, **kwargs) -> scalar`, `jit`-able and differentiable
     like `penalty`; `step` is an integer (traced or not).
+
+    Citation: Karras, Laine, Aittala, Hellsten, Lehtinen & Aila, "Analyzing and Improving
+    the Image Quality of StyleGAN", arXiv 1912.04958.
     """
     check_count(every, "every", "lazy_penalty")
 

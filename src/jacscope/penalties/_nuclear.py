@@ -76,8 +76,8 @@ def nuclear_norm_penalty(
 
     **Returns:** the scalar penalty.
 
-    Reference: C. Scarvelis, J. Solomon, *Nuclear Norm Regularization for Deep
-    Learning*, NeurIPS 2024 (arXiv 2405.14544).
+    Citation: Scarvelis & Solomon, "Nuclear Norm Regularization for Deep Learning",
+    arXiv 2405.14544.
     """
     what = "nuclear_norm_penalty"
     x = check_batch(x, what)

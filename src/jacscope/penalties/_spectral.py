@@ -20,6 +20,9 @@ class SpectralPenalty(NamedTuple):
     - `value`: the scalar penalty, `mean_b ||J(x_b)^T u_b||^2`.
     - `vector`: the refined right singular vector estimate(s), same shape as the
       `v` that was passed in; pass it back in at the next training step.
+
+    Citation: Miyato, Kataoka, Koyama & Yoshida, "Spectral Normalization for Generative
+    Adversarial Networks", arXiv 1802.05957.
     """
 
     value: jax.Array
@@ -78,9 +81,11 @@ def jacobian_spectral_penalty(
     (loss_value, v), grads = jax.value_and_grad(loss, has_aux=True)(params, batch, v)
     ```
 
-    References: Y. Yoshida, T. Miyato, *Spectral Norm Regularization for Improving the
-    Generalizability of Deep Learning*, arXiv 1705.10941 (2017); T. Miyato et al.,
-    *Spectral Normalization for Generative Adversarial Networks*, ICLR 2018.
+    Citation: Yoshida & Miyato, "Spectral Norm Regularization for Improving the
+    Generalizability of Deep Learning", arXiv 1705.10941.
+
+    Citation: Miyato, Kataoka, Koyama & Yoshida, "Spectral Normalization for Generative
+    Adversarial Networks", arXiv 1802.05957.
     """
     what = "jacobian_spectral_penalty"
     jac = batch_jacobian(f, params, x, what)

@@ -1,7 +1,7 @@
 """Propagating input distributions through a network by local linearisation.
 
 `propagate_gaussian` and `propagate_cauchy` (stable distribution propagation,
-Petersen et al., ICLR 2024), in the full form (one linearisation of the whole
+Petersen et al. 2024), in the full form (one linearisation of the whole
 network) and the layer-wise marginal form.
 """
 

@@ -65,8 +65,8 @@ def propagate_cauchy(
 
     **Returns:** `Cauchy(loc, scale)` of the output marginals, both `(m,)`.
 
-    Reference: F. Petersen et al., *Uncertainty Quantification via Stable Distribution
-    Propagation*, ICLR 2024.
+    Citation: Petersen, Mishra, Kuehne, Borgelt, Deussen & Yurochkin, "Uncertainty
+    Quantification via Stable Distribution Propagation", ICLR, 2024.
     """
     what = "propagate_cauchy"
     layers = as_layers(f, what)

@@ -68,9 +68,8 @@ def propagate_gaussian(
 
     **Returns:** `Gaussian(mean, cov)` of the output, shapes `(m,)` and `(m, m)`.
 
-    Reference: F. Petersen, A. Mishra, H. Kuehne, C. Borgelt, O. Deussen,
-    M. Yurochkin, *Uncertainty Quantification via Stable Distribution Propagation*,
-    ICLR 2024.
+    Citation: Petersen, Mishra, Kuehne, Borgelt, Deussen & Yurochkin, "Uncertainty
+    Quantification via Stable Distribution Propagation", ICLR, 2024.
     """
     what = "propagate_gaussian"
     layers = as_layers(f, what)

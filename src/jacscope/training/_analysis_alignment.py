@@ -38,6 +38,9 @@ def alignment(U, singular_values, Vt, taus=DEFAULT_TAUS) -> Alignment:
     - `taus`: tolerances of the regions for the summary.
 
     **Returns:** an `Alignment`.
+
+    Citation: Belrose & Scherlis, "Understanding Gradient Descent through the
+    Training Jacobian", arXiv 2412.07003.
     """
     U = np.asarray(U)
     Vt = np.asarray(Vt)

@@ -39,6 +39,9 @@ def data_dependence(spectra: Mapping[str, np.ndarray], taus=DEFAULT_TAUS) -> Dat
     - `taus`: tolerances of the region counts.
 
     **Returns:** a `DataDependence`.
+
+    Citation: Belrose & Scherlis, "Understanding Gradient Descent through the
+    Training Jacobian", arXiv 2412.07003.
     """
     if not spectra:
         raise ValueError("spectra is empty")

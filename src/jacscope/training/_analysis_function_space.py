@@ -75,6 +75,9 @@ def function_space_overlap(
     - `max_bytes`: memory budget for the dense F.
 
     **Returns:** a `FunctionSpaceOverlap`.
+
+    Citation: Belrose & Scherlis, "Understanding Gradient Descent through the
+    Training Jacobian", arXiv 2412.07003.
     """
     num_params = ravel_pytree(params)[0].shape[0]
     Vt = np.asarray(Vt)

@@ -110,6 +110,9 @@ def output_sensitivity(
       forward passes at once).
 
     **Returns:** an `OutputSensitivity`.
+
+    Citation: Belrose & Scherlis, "Understanding Gradient Descent through the
+    Training Jacobian", arXiv 2412.07003.
     """
     theta = ravel_pytree(params)[0]
     directions = np.asarray(directions)

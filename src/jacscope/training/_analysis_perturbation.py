@@ -111,6 +111,9 @@ def perturbation_response(
     - `batch_size`: retrainings vectorised together (default: all at once).
 
     **Returns:** a `PerturbationResponse`. Sizes where training diverges give NaN.
+
+    Citation: Belrose & Scherlis, "Understanding Gradient Descent through the
+    Training Jacobian", arXiv 2412.07003.
     """
     theta0, unravel = ravel_pytree(run.params0)
     num_params = theta0.shape[0]

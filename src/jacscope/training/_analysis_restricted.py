@@ -143,6 +143,9 @@ def restricted_training(
     - `subspaces`: which of `SUBSPACES` to train in.
 
     **Returns:** a `RestrictedTraining`; diverged runs give NaN.
+
+    Citation: Belrose & Scherlis, "Understanding Gradient Descent through the
+    Training Jacobian", arXiv 2412.07003.
     """
     s = np.asarray(singular_values)
     Vt = np.asarray(Vt)

@@ -100,6 +100,9 @@ def seed_overlap(
     - `principal_tau`: the tolerance whose principal angles are returned.
 
     **Returns:** a `SeedOverlap`.
+
+    Citation: Belrose & Scherlis, "Understanding Gradient Descent through the
+    Training Jacobian", arXiv 2412.07003.
     """
     s_a = np.asarray(singular_values_a, np.float64)
     s_b = np.asarray(singular_values_b, np.float64)

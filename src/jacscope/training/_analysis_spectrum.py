@@ -44,6 +44,9 @@ def region_intervals(tau: float) -> dict[str, tuple[float, float]]:
     **Returns:** `{"chaotic": (next float above 1 + tau, inf), "bulk": (1 - tau, 1 + tau),
     "stable": (-inf, next float below 1 - tau)}`, the edges computed once in float64.
     Every count of a region, exact or estimated, uses these intervals.
+
+    Citation: Belrose & Scherlis, "Understanding Gradient Descent through the
+    Training Jacobian", arXiv 2412.07003.
     """
     tau = _check_tau(tau)
     lo, hi = 1.0 - tau, 1.0 + tau
@@ -64,6 +67,9 @@ def region_masks(singular_values, tau: float) -> dict[str, np.ndarray]:
 
     **Returns:** `{name: lo <= s <= hi}` over `region_intervals(tau)`, a partition of
     the n directions.
+
+    Citation: Belrose & Scherlis, "Understanding Gradient Descent through the
+    Training Jacobian", arXiv 2412.07003.
     """
     s = _singular_values(singular_values)
     return {name: (s >= lo) & (s <= hi) for name, (lo, hi) in region_intervals(tau).items()}
@@ -122,7 +128,8 @@ class RegionCounts(NamedTuple):
     - `chebyshev_products`: see above.
     - `num_probes`: probes averaged (0 when exact).
 
-    Citation: Belrose & Scherlis, arXiv 2412.07003.
+    Citation: Belrose & Scherlis, "Understanding Gradient Descent through the
+    Training Jacobian", arXiv 2412.07003.
     """
 
     taus: list[float]
@@ -182,7 +189,8 @@ def region_counts(singular_values, taus=DEFAULT_TAUS) -> RegionCounts:
 
     **Returns:** an exact `RegionCounts` (plain values, JSON-ready via `_asdict()`).
 
-    Citation: Belrose & Scherlis, arXiv 2412.07003.
+    Citation: Belrose & Scherlis, "Understanding Gradient Descent through the
+    Training Jacobian", arXiv 2412.07003.
     """
     s = _singular_values(singular_values)
     if s.size == 0:
@@ -221,6 +229,9 @@ def estimated_region_counts(
 
     **Returns:** an estimated `RegionCounts`: each count a `jacscope.linalg.count_in`
     of the density, with its standard error, range and verdict.
+
+    Citation: Belrose & Scherlis, "Understanding Gradient Descent through the
+    Training Jacobian", arXiv 2412.07003.
     """
     num = density.dimension
     num_probes = int(density.nodes.shape[0])

@@ -115,9 +115,8 @@ def training_jacobian(
     loss is not finite, or the non-finite leaves of the final parameters when J is not
     finite (chunks already in `out` are kept).
 
-    !!! cite "Reference"
-        N. Belrose and A. Scherlis, *Understanding Gradient Descent through the
-        Training Jacobian*, arXiv:2412.07003 (2024).
+    Citation: Belrose & Scherlis, "Understanding Gradient Descent through the
+    Training Jacobian", arXiv 2412.07003.
     """
     _check_arguments(run, chunk_size, max_bytes)
     writes = out is not None and jax.process_index() == 0

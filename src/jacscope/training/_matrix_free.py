@@ -275,6 +275,9 @@ def matrix_free_analysis(
 
     **Raises:** `ValueError` for bad settings; `FloatingPointError` if training
     diverges (naming the step).
+
+    Citation: Belrose & Scherlis, "Understanding Gradient Descent through the
+    Training Jacobian", arXiv 2412.07003.
     """
     start_all = time.perf_counter()
     progress = report_to(progress)

@@ -41,8 +41,8 @@ class TrainingConfig:
     The default trains a 64 -> 64 -> 10 GELU MLP (P = 4810 parameters) on the
     scikit-learn digits (1600 training examples, features / 16) with batches of 64 in
     a fixed order for 25 epochs (625 steps) of SGD with momentum 0.9 and a cosine
-    decay of the learning rate from 0.1 to 0 over all steps (Belrose & Scherlis,
-    "Understanding Gradient Descent through the Training Jacobian", arXiv 2412.07003).
+    decay of the learning rate from 0.1 to 0 over all steps (the setting of Belrose &
+    Scherlis).
 
     **Fields:**
 
@@ -67,6 +67,9 @@ class TrainingConfig:
     - `dtype`: `"float32"` or `"float64"` (the latter needs `jax_enable_x64`).
 
     The fields are plain values: `dataclasses.asdict(config)` is JSON-ready.
+
+    Citation: Belrose & Scherlis, "Understanding Gradient Descent through the
+    Training Jacobian", arXiv 2412.07003.
     """
 
     dataset: Literal["digits", "mnist1d"] = "digits"

@@ -1,0 +1,41 @@
+"""Every gallery example in `examples/` runs to the end, at its reduced size, in a
+subprocess; each ends with assertions about its own result, so an example that
+breaks fails here."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("plot_*.py"))
+SLOW = {"plot_flax_model", "plot_matrix_free_1m"}
+"""The two whose reduced size still takes about 30 s: `make test-slow` runs them."""
+
+
+@pytest.mark.parametrize(
+    "script",
+    [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW else p for p in EXAMPLES],
+    ids=[path.stem for path in EXAMPLES],
+)
+def test_example_runs(script, tmp_path):
+    env = {
+        **os.environ,
+        "JACSCOPE_EXAMPLE_SIZE": "small",
+        "MPLBACKEND": "Agg",
+        "JACSCOPE_CPU_DEVICES": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, f"{script.name} failed:\n{done.stderr[-4000:]}"
+
+
+def test_examples_are_found():
+    assert len(EXAMPLES) >= 7
