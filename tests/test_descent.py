@@ -11,6 +11,10 @@ import pytest
 
 from jacscope import descent
 
+# about 45 s of compilation: `make test-slow` runs the descent checks, keeping `make test`
+# under 10 minutes on 2 cores
+pytestmark = pytest.mark.slow
+
 KEY = jax.random.key(7)
 
 

@@ -79,6 +79,7 @@ def _metadata(wheel: Path) -> str:
         return archive.read(name).decode()
 
 
+@pytest.mark.slow
 def test_the_wheel_installs_in_a_clean_venv_with_complete_metadata(tmp_path):
     import jacscope
 
