@@ -14,10 +14,12 @@ from jacscope.descent._dual_cone import ActiveSet, ProjectedGradient, project_to
 from jacscope.descent._gramian import regularize_gramian
 
 
-def _preference(pref, m, what):
+def _preference(pref, G, what):
+    """The preference weights p in G's dtype: `pref` checked, or 1/m each by default."""
+    m = G.shape[0]
     if pref is None:
-        return None
-    return check_weights(pref, m, "pref", what)
+        return jnp.full((m,), 1 / m, G.dtype)
+    return check_weights(pref, m, "pref", what).astype(G.dtype)
 
 
 def upgrad_weights(
@@ -53,9 +55,7 @@ def upgrad_weights(
     Citation: Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization", arXiv 2406.16232.
     """  # noqa: E501
     G = check_gramian(G, "upgrad_weights")
-    m = G.shape[0]
-    p = _preference(pref, m, "upgrad_weights")
-    p = jnp.full((m,), 1 / m, G.dtype) if p is None else p.astype(G.dtype)
+    p = _preference(pref, G, "upgrad_weights")
     Greg = regularize_gramian(G, norm_eps, reg_eps)
     return jnp.sum(project_to_dual_cone(Greg, jnp.diag(p), method=method).weights, axis=0)
 
@@ -119,9 +119,7 @@ def dualproj_weights(
     Citation: Lopez-Paz & Ranzato, "Gradient Episodic Memory for Continual Learning", NeurIPS 2017.
     """  # noqa: E501
     G = check_gramian(G, "dualproj_weights")
-    m = G.shape[0]
-    p = _preference(pref, m, "dualproj_weights")
-    p = jnp.full((m,), 1 / m, G.dtype) if p is None else p.astype(G.dtype)
+    p = _preference(pref, G, "dualproj_weights")
     Greg = regularize_gramian(G, norm_eps, reg_eps)
     return project_to_dual_cone(Greg, p, method=method).weights
 
