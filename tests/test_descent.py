@@ -40,6 +40,14 @@ AGGREGATORS = {
     "trimmed_mean": (lambda J: descent.trimmed_mean(J, 1), {PERM, LIN}),
     "graddrop": (lambda J: descent.graddrop(J, KEY), {LIN}),
     "config": (descent.config, {PERM, LIN}),
+    "cagrad": (descent.cagrad, {PERM, LIN}),
+    "nash_mtl": (lambda J: descent.nash_mtl(J, max_norm=0), {PERM, LIN, NONZERO}),
+    "nash_mtl_clipped": (descent.nash_mtl, {PERM}),
+    "fairgrad": (lambda J: descent.fairgrad(J, 2.0), {PERM, LIN, NONZERO}),
+    "gradvac": (
+        lambda J: descent.gradvac(J, descent.GradVacState(jnp.full((J.shape[0],) * 2, 0.3)))[0],
+        {LIN},
+    ),
 }
 
 

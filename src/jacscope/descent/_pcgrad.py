@@ -8,6 +8,14 @@ import jax.numpy as jnp
 from jacscope.descent._checks import check_gramian, check_matrix
 
 
+def projection_orders(m: int, key: jax.Array | None) -> jax.Array:
+    """`(m, m)`: row i is the order in which gradient i visits the others, a random
+    permutation per row drawn from `key`, or 0, 1, ..., m - 1 for `key=None`."""
+    if key is None:
+        return jnp.tile(jnp.arange(m), (m, 1))
+    return jax.vmap(lambda k: jax.random.permutation(k, m))(jax.random.split(key, m))
+
+
 def pcgrad_weights(G: jax.Array, key: jax.Array | None = None) -> jax.Array:
     r"""The weights of PCGrad, computed on the Gramian.
 
@@ -32,10 +40,7 @@ def pcgrad_weights(G: jax.Array, key: jax.Array | None = None) -> jax.Array:
     """  # noqa: E501
     G = check_gramian(G, "pcgrad_weights")
     m = G.shape[0]
-    if key is None:
-        orders = jnp.tile(jnp.arange(m), (m, 1))
-    else:
-        orders = jax.vmap(lambda k: jax.random.permutation(k, m))(jax.random.split(key, m))
+    orders = projection_orders(m, key)
 
     def one(i, order):
         def step(t, c):

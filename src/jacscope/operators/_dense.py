@@ -84,8 +84,11 @@ def _fill(op: AbstractLinearOperator, forward: bool, chunk_size: int) -> jax.Arr
     return result
 
 
+_MODES = ("auto", "forward", "reverse")
+
+
 def materialize(
-    op: AbstractLinearOperator, max_bytes: int, chunk_size: int | None = None
+    op: AbstractLinearOperator, max_bytes: int, chunk_size: int | None = None, mode: str = "auto"
 ) -> jax.Array:
     """Dense matrix of `op`; see `AbstractLinearOperator.materialize`.
 
@@ -99,7 +102,9 @@ def materialize(
     needed = m * n * jnp.dtype(dtype).itemsize
     if needed > max_bytes:
         raise DenseTooLarge(op.shape, dtype, needed, max_bytes)
-    forward = n <= m
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, _MODES))}, got {mode!r}")
+    forward = n <= m if mode == "auto" else mode == "forward"
     count = n if forward else m
     if chunk_size is None:
         per_vector = _working_bytes_per_vector(op, forward)

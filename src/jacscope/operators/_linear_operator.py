@@ -81,14 +81,18 @@ class AbstractLinearOperator(eqx.Module):
         return TransposedOperator(self)
 
     def materialize(
-        self, max_bytes: int = _DEFAULT_MAX_BYTES, chunk_size: int | None = None
+        self,
+        max_bytes: int = _DEFAULT_MAX_BYTES,
+        chunk_size: int | None = None,
+        mode: str = "auto",
     ) -> jax.Array:
         """Return the dense `(m, n)` matrix, with peak memory kept under `max_bytes`.
 
-        Builds columns with `mv` when n <= m (forward mode for a Jacobian) and rows
-        with `rmv` otherwise (reverse mode), `chunk_size` basis vectors at a time;
-        by default the chunk is the largest whose working memory fits the budget
-        left over by the result.
+        Builds columns with `mv` (forward mode for a Jacobian) or rows with `rmv`
+        (reverse mode), `chunk_size` basis vectors at a time; `mode="auto"` takes
+        columns when n <= m and rows otherwise, `"forward"` or `"reverse"` forces one.
+        By default the chunk is the largest whose working memory fits the budget left
+        over by the result.
 
         A `MatrixOperator` returns its matrix itself, whatever the budget.
 
@@ -97,7 +101,7 @@ class AbstractLinearOperator(eqx.Module):
         """
         from jacscope.operators._dense import materialize
 
-        return materialize(self, max_bytes=max_bytes, chunk_size=chunk_size)
+        return materialize(self, max_bytes=max_bytes, chunk_size=chunk_size, mode=mode)
 
     def to_lineax(self, tags: Any = ()) -> Any:
         """This operator as a `lineax.AbstractLinearOperator`, for `lineax.linear_solve`.
