@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("plot_*.py"))
-SLOW = {"plot_flax_model", "plot_matrix_free_1m"}
-"""The two whose reduced size still takes about 30 s: `make test-slow` runs them."""
+SLOW = {
+    "plot_flax_model",
+    "plot_matrix_free_1m",
+    "plot_jacobian_descent_iwrm",
+    "plot_jacobian_descent_multitask",
+}
+"""Those whose reduced size still takes 30 s or more: `make test-slow` runs them."""
 
 
 @pytest.mark.parametrize(
@@ -38,4 +43,4 @@ def test_example_runs(script, tmp_path):
 
 
 def test_examples_are_found():
-    assert len(EXAMPLES) >= 7
+    assert len(EXAMPLES) >= 9
