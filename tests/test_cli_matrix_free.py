@@ -110,6 +110,7 @@ def test_flags_of_the_other_method_are_refused(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_the_written_config_reproduces_the_run(finished, tmp_path):
     again = tmp_path / "again"
     assert (

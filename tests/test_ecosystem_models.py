@@ -112,7 +112,10 @@ def test_jacobian_operator_of_nnx_state_with_rng_leaves_matches_jacfwd():
     np.testing.assert_allclose(dense(op), expected, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("optimizer", [optax.sgd(0.3, momentum=0.9), optax.adam(0.05)])
+@pytest.mark.parametrize(
+    "optimizer",
+    [optax.sgd(0.3, momentum=0.9), pytest.param(optax.adam(0.05), marks=pytest.mark.slow)],
+)
 def test_training_jacobian_of_an_equinox_mlp_matches_jacfwd(optimizer):
     model, data = eqx_mlp(), batches()
     run = TrainingRun(model, eqx_loss, optimizer, data)
@@ -166,6 +169,7 @@ def test_batches_with_typed_prng_keys_in_the_exact_and_matrix_free_paths():
     assert np.abs(training_jacobian(other) - expected).max() > 1e-6  # the keys matter
 
 
+@pytest.mark.slow
 def test_penalties_and_parallel_solvers_take_equinox_modules():
     model = eqx_mlp()
     x = jax.random.normal(jax.random.key(4), (5, DIM))

@@ -60,7 +60,7 @@ def _chebyshev_counts(op, window, bounds, degree, num_probes):
     ]
 
 
-@pytest.mark.parametrize("depth", [8, 30, SIZE])
+@pytest.mark.parametrize("depth", [8, 30, pytest.param(SIZE, marks=pytest.mark.slow)])
 def test_quadrature_intervals_cover_region_counts(problem, depth):
     op, values = problem
     densities = [
@@ -127,7 +127,7 @@ def test_chebyshev_estimate_is_unbiased_for_the_filtered_trace(problem):
     assert 0.5 < reported / (stderr * np.sqrt(len(estimates))) < 1.5
 
 
-@pytest.mark.parametrize("degree", [64, 512])
+@pytest.mark.parametrize("degree", [64, pytest.param(512, marks=pytest.mark.slow)])
 def test_chebyshev_intervals_cover_region_counts(problem, degree):
     op, values = problem
     for tau in (0.1, 0.01):

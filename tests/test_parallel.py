@@ -61,7 +61,10 @@ def _case(name, key, length=T):
     return step, init(key), jnp.asarray(xs)
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n == "gru-chaotic" else n for n in sorted(CASES)],
+)
 def test_every_method_equals_sequential(name, key):
     length = 96
     step, init, long_xs = _case(name, key, length=200)

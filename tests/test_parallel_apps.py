@@ -215,6 +215,7 @@ def test_consistency_training_cuts_jacobi_iterations_and_keeps_greedy_outputs(ke
     assert float(jnp.mean(after.iterations)) < float(jnp.mean(before.iterations)) - 1
 
 
+@pytest.mark.slow
 def test_jacobi_decoding_with_a_draft_is_exactly_greedy_for_the_model(key):
     k_model, k_draft = jax.random.split(key)
     model, other = _toy_transformer(k_model), _toy_transformer(k_draft)

@@ -97,7 +97,13 @@ _KILLED = """
 """
 
 
-@pytest.mark.parametrize("moment", ["during_write", "before_commit", "after_commit"])
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "during_write",
+        *(pytest.param(m, marks=pytest.mark.slow) for m in ("before_commit", "after_commit")),
+    ],
+)
 def test_sigkill_at_any_moment_then_rerun_is_bitwise_identical(uninterrupted, tmp_path, moment):
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(_KILLED), moment, str(tmp_path)],

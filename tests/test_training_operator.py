@@ -62,7 +62,7 @@ def test_checkpointing_every_step_gives_the_same_transpose(adam_run, exact_jacob
     np.testing.assert_allclose(op.rmv(u), exact_jacobian.T @ u, atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize("built_from", ["optimizer", "step"])
+@pytest.mark.parametrize("built_from", [pytest.param("optimizer", marks=pytest.mark.slow), "step"])
 def test_stored_trajectory_products_equal_exact_jacobian(adam_run, exact_jacobian, built_from):
     """Stored mode: per-step linearisations with reverse-mode Hessian products for an
     optax run, the linearisation of the whole run for a custom step."""
@@ -107,6 +107,7 @@ def test_linalg_estimators_on_the_operator(adam_run, exact_jacobian):
     assert abs(fro.value - np.sum(J**2)) <= 4 * fro.stderr
 
 
+@pytest.mark.slow
 def test_cnn_run_transpose_is_adjoint_of_forward():
     """<u, J v> = <J^T u, v>: the JVP and the checkpointed VJP through a CNN run agree."""
     key = jax.random.key(6)

@@ -162,7 +162,10 @@ def test_build_run_rejects_batch_larger_than_data():
         build_run(TrainingConfig(train_size=10, batch_size=64))
 
 
-@pytest.mark.parametrize(("dataset", "convolution_rank"), [("digits", 2), ("mnist1d", 1)])
+@pytest.mark.parametrize(
+    ("dataset", "convolution_rank"),
+    [pytest.param("digits", 2, marks=pytest.mark.slow), ("mnist1d", 1)],
+)
 def test_cnn_model_is_lenet5_like(dataset, convolution_rank):
     setup = build_run(TrainingConfig(model="cnn", dataset=dataset, epochs=1))
     params0 = setup.run.params0
