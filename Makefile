@@ -28,13 +28,15 @@ demo: $(VENV)/.stamp-base
 	$(VENV)/bin/jacscope train-jacobian --out $(OUT)
 
 lint: $(VENV)/.stamp-test
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples
 
+# --dist loadscope: each test module runs on one worker, so a module's fixtures (a
+# training run, a finished command-line job) are computed once, not once per worker.
 test: lint
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist loadscope
 
 test-slow: $(VENV)/.stamp-test
-	$(PY) -m pytest -q -n 2 -m slow
+	$(PY) -m pytest -q -n 2 --dist loadscope -m slow
 
 bench: $(VENV)/.stamp-base
 	$(PY) benchmarks/operators.py

@@ -35,7 +35,7 @@ def _recomputed_residuals(matrix, U, S, Vt):
     [
         ((6, 5), range(1, 6)),
         ((5, 6), range(1, 6)),
-        ((7, 7), range(1, 8)),
+        pytest.param((7, 7), range(1, 8), marks=pytest.mark.slow),
         pytest.param((30, 20), (1, 5, 19, 20), marks=pytest.mark.slow),
         pytest.param((20, 30), (1, 20), marks=pytest.mark.slow),
     ],

@@ -60,7 +60,13 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n in ("mlp-inputs", "wide") else n
+        for n in sorted(CASES)
+    ],
+)
 def test_products_equal_dense_jacobian(name, key):
     fn, make_args, wrt = CASES[name]
     args = make_args(key)

@@ -164,7 +164,7 @@ def test_build_run_rejects_batch_larger_than_data():
 
 @pytest.mark.parametrize(
     ("dataset", "convolution_rank"),
-    [pytest.param("digits", 2, marks=pytest.mark.slow), ("mnist1d", 1)],
+    [pytest.param(*case, marks=pytest.mark.slow) for case in (("digits", 2), ("mnist1d", 1))],
 )
 def test_cnn_model_is_lenet5_like(dataset, convolution_rank):
     setup = build_run(TrainingConfig(model="cnn", dataset=dataset, epochs=1))

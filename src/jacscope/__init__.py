@@ -3,7 +3,7 @@
 The public API: the operator protocol and the training Jacobian are re-exported
 here; each capability is a subpackage (`jacscope.linalg`, `jacscope.curvature`,
 `jacscope.training`, `jacscope.penalties`, `jacscope.lipschitz`, `jacscope.propagation`,
-`jacscope.parallel`) with its own explicit re-exports.
+`jacscope.parallel`, `jacscope.descent`, `jacscope.dynamics`) with its own explicit re-exports.
 
 Importing jacscope before JAX has run anything asks JAX for one CPU device per core
 (`JACSCOPE_CPU_DEVICES` sets another count), so that chunked work such as
@@ -13,6 +13,7 @@ Importing jacscope before JAX has run anything asks JAX for one CPU device per c
 from jacscope import curvature as curvature
 from jacscope import data as data
 from jacscope import descent as descent
+from jacscope import dynamics as dynamics
 from jacscope import linalg as linalg
 from jacscope import lipschitz as lipschitz
 from jacscope import models as models
