@@ -9,6 +9,10 @@ from jacscope.cli import main
 from jacscope.jobs._folder import FORMAT
 from jacscope.training import TrainingConfig, build_run, training_jacobian
 
+# The matrix-free command end to end (about 70 s, most of it compiling the pipeline):
+# `make test-slow`; tests/test_matrix_free.py checks the same analysis in the library.
+pytestmark = pytest.mark.slow
+
 TINY = ["--hidden", "8", "--epochs", "1", "--train-size", "256", "--batch-size", "32"]
 FREE = ["--matrix-free", "--k", "4", "--slq-num-probes", "2", "--slq-depth", "8"]
 

@@ -89,6 +89,7 @@ def test_spectrum_params_matches_dense_jacobian(params_run, capsys):
     _check_against_dense(result, dense, converged=True)  # Lanczos to full depth
 
 
+@pytest.mark.slow
 def test_spectrum_inputs_pools_per_example_spectra(tmp_path, capsys):
     options = ["--method", "randomized", "--trace-method", "hutchpp"]
     rc, out = _run(tmp_path, "--wrt", "inputs", *options)
@@ -108,6 +109,7 @@ def test_spectrum_inputs_pools_per_example_spectra(tmp_path, capsys):
     assert "Top 4 singular values" in printed and "tr(J J^T)" in printed
 
 
+@pytest.mark.slow
 def test_rerun_reuses_refuses_or_forces(params_run, capsys):
     json_path = params_run / "report.json"
     stored = json.loads(json_path.read_text())

@@ -120,6 +120,7 @@ def test_bad_options_are_refused_before_writing(tmp_path, capsys, option, value,
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_spectrum_of_another_jacobian_is_not_reused(finished):
     # As after J was recomputed: the spectrum and one analysis derived from another J.
     args = ["train-jacobian", *TINY, "--restricted-ks", "30,120", "--out", str(finished)]
@@ -160,6 +161,7 @@ def test_a_truncated_result_is_named_without_a_traceback(finished, capsys, name)
         path.write_bytes(content)
 
 
+@pytest.mark.slow
 def test_force_starts_over_for_another_config(finished):
     # Runs last: it replaces the folder's results.
     args = ["train-jacobian", "--hidden", "6", *TINY[2:], "--analyses", "spectrum", "--force"]

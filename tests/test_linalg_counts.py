@@ -60,7 +60,9 @@ def _chebyshev_counts(op, window, bounds, degree, num_probes):
     ]
 
 
-@pytest.mark.parametrize("depth", [8, 30, pytest.param(SIZE, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "depth", [8, *(pytest.param(d, marks=pytest.mark.slow) for d in (30, SIZE))]
+)
 def test_quadrature_intervals_cover_region_counts(problem, depth):
     op, values = problem
     densities = [

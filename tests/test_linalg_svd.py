@@ -75,7 +75,7 @@ def test_lanczos_singular_values_match_numpy(name, key):
     assert info.num_matvecs == 2 * min(min(SHAPE), 3 * K + 20) + K
 
 
-@pytest.mark.parametrize("depth", [K + 2, 20, 50])
+@pytest.mark.parametrize("depth", [K + 2, pytest.param(20, marks=pytest.mark.slow), 50])
 def test_recurrence_residuals_equal_explicit_ones(depth, key):
     # depth K + 2 leaves the Ritz values unconverged: residuals far from zero
     matrix, _ = _problem("power_law")
@@ -92,7 +92,7 @@ def test_recurrence_residuals_equal_explicit_ones(depth, key):
     np.testing.assert_array_equal(np.asarray(S), np.asarray(S_explicit))
 
 
-@pytest.mark.parametrize("tol", [1e-3, 1e-8])
+@pytest.mark.parametrize("tol", [1e-3, pytest.param(1e-8, marks=pytest.mark.slow)])
 def test_lanczos_stops_once_residuals_reach_tol(tol, key):
     matrix, exact = _problem("power_law")
     op = dense_operator(matrix)

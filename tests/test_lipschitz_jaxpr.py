@@ -124,6 +124,7 @@ def test_deeper_mlp_interval_matches_and_crown_is_sound():
     np.testing.assert_allclose(results["inf"]["interval"], reference["interval"], rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_trained_mlp_matches_the_mlp_path():
     key_x, key_w = jax.random.split(jax.random.key(4))
     x = jax.random.normal(key_x, (128, 5), jnp.float64)

@@ -163,6 +163,7 @@ def test_resumes_without_recomputing(run, analysed):
     shutil.rmtree(out / "stages")
 
 
+@pytest.mark.slow
 def test_randomized_top_k_within_residuals(run, exact):
     _, _, S_shift = exact
     op = training_jacobian_operator(run)
@@ -171,6 +172,7 @@ def test_randomized_top_k_within_residuals(run, exact):
     assert np.all(np.abs(np.asarray(S) - S_shift[:K]) <= np.asarray(info.residuals) + 1e-10)
 
 
+@pytest.mark.slow
 def test_tol_stops_lanczos_once_residuals_are_small(run, exact):
     _, S_exact, S_shift = exact
     result = matrix_free_analysis(

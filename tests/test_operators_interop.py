@@ -193,6 +193,7 @@ def test_to_lineax_inside_jit():
     )
 
 
+@pytest.mark.slow
 def test_tags_answer_lineax_queries():
     values = np.arange(1.0, 7.0)
     tri = np.diag(values) + np.diag(np.full(5, 0.3), 1) + np.diag(np.full(5, -0.2), -1)

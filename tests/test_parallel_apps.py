@@ -79,7 +79,7 @@ def _bigram(vocab=7):
     return lambda tokens: jnp.asarray(table)[tokens]
 
 
-@pytest.mark.parametrize("model", ["transformer", "bigram"])
+@pytest.mark.parametrize("model", [pytest.param("transformer", marks=pytest.mark.slow), "bigram"])
 def test_greedy_jacobi_decoding_equals_greedy_decoding(model, key):
     logits_fn = _toy_transformer(key) if model == "transformer" else _bigram()
     if model == "transformer":  # row t of the logits depends on tokens 0, ..., t only

@@ -268,6 +268,7 @@ def test_denoising_is_unbiased_for_affine_factors(key):
     assert_unbiased(samples, exact)
 
 
+@pytest.mark.slow
 def test_lazy_penalty_runs_every_kth_step_and_adds_up_to_the_penalty(setup, key):
     params, x = setup
     calls = []

@@ -86,7 +86,7 @@ def momentum_case():
     return run, reference, training_jacobian(run), training_jacobian(run, chunk_size=7)
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam"])
+@pytest.mark.parametrize("name", ["sgd", pytest.param("adam", marks=pytest.mark.slow)])
 def test_matches_jacfwd_of_plain_loop(name):
     run = mlp_run(name)
     reference = plain_loop_jacobian(run.params0, mlp_loss, OPTIMIZERS[name](), run.batches)
@@ -131,6 +131,7 @@ def test_zero_learning_rate_gives_identity():
     np.testing.assert_array_equal(training_jacobian(run, chunk_size=10), np.eye(26))
 
 
+@pytest.mark.slow
 def test_custom_step_with_clipping_and_unusual_ops():
     """A hand-written step (global-norm clipping, weight decay, a cumulative sum and a
     convolution in the model): exercises the generic per-equation path."""

@@ -122,6 +122,7 @@ def test_sigkill_at_any_moment_then_rerun_is_bitwise_identical(uninterrupted, tm
     np.testing.assert_array_equal(np.asarray(resumed), uninterrupted)
 
 
+@pytest.mark.slow
 def test_a_live_writer_holds_the_folder_against_force(tmp_path):
     holder = subprocess.Popen(
         [

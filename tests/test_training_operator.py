@@ -56,6 +56,7 @@ def test_products_equal_exact_jacobian(adam_run, exact_jacobian):
     )
 
 
+@pytest.mark.slow
 def test_checkpointing_every_step_gives_the_same_transpose(adam_run, exact_jacobian):
     op = training_jacobian_operator(adam_run, checkpoint_every=1)
     u = jax.random.normal(jax.random.key(2), (31,))
