@@ -54,9 +54,9 @@ def _cagrad_simplex_weights(Gn, sqrt_phi, tol):
         return a + sqrt_phi * (Gn @ w) / jnp.maximum(norm_of(w), tiny)
 
     def gap(w):
-        # d = g_0 + sqrt(phi) g_w / ||g_w|| is feasible: min_i g_i^T d <= optimum <= F(w).
-        primal = jnp.min(a + sqrt_phi * (Gn @ w) / jnp.maximum(norm_of(w), tiny))
-        return objective(w) - primal
+        # d = g_0 + sqrt(phi) g_w / ||g_w|| is feasible, and F's gradient at w is
+        # (g_i^T d)_i: min_i g_i^T d <= optimum <= F(w).
+        return objective(w) - jnp.min(gradient(w))
 
     def step(state):
         w, y, momentum, size, count, _ = state

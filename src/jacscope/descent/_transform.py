@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jacscope._parameters import split_parameters
+from jacscope._parameters import ravel_parameters, split_parameters
 
 
 class JacobianDescentState(NamedTuple):
@@ -48,14 +48,8 @@ def stack_rows(jacobian: Any, what: str = "jacobian_descent") -> jax.Array:
 def unstack_direction(direction: jax.Array, jacobian: Any) -> Any:
     """The `(n,)` vector `direction` as a pytree like one row of `jacobian` (its leaves
     without the objective axis); the non-floating leaves of `jacobian` are kept."""
-    arrays, static = split_parameters(jacobian)
-    leaves, treedef = jax.tree_util.tree_flatten(arrays)
-    pieces, start = [], 0
-    for leaf in leaves:
-        size = leaf[0].size
-        pieces.append(direction[start : start + size].reshape(leaf.shape[1:]).astype(leaf.dtype))
-        start += size
-    return eqx.combine(jax.tree_util.tree_unflatten(treedef, pieces), static)
+    first_row = jax.tree.map(lambda leaf: leaf[0] if eqx.is_inexact_array(leaf) else leaf, jacobian)
+    return ravel_parameters(first_row)[1](direction)
 
 
 def jacobian_descent(
