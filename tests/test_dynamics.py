@@ -6,7 +6,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jacscope.dynamics import kaplan_yorke_dimension, lyapunov_spectrum
+from jacscope.dynamics import kaplan_yorke_dimension, lyapunov_spectrum, lyapunov_spectrum_ode
+
+SIGMA, BETA = 10.0, 8.0 / 3.0
+
+
+def lorenz(rho):
+    def field(t, s):
+        x, y, z = s
+        return jnp.array([SIGMA * (y - x), x * (rho - z) - y, x * y - BETA * z])
+
+    return field
 
 
 def test_linear_maps_give_the_log_moduli_of_their_eigenvalues(key):
@@ -35,8 +45,11 @@ def test_linear_maps_give_the_log_moduli_of_their_eigenvalues(key):
 
 def test_a_driven_scalar_map_averages_its_log_slopes(key):
     slopes = jax.random.uniform(key, (1000,), minval=0.2, maxval=3.0)
-    result = lyapunov_spectrum(lambda x, a: a * x, jnp.ones(1), slopes, key=key)
+    result = lyapunov_spectrum(lambda x, a: a * x, jnp.ones(1), slopes, local=True, key=key)
     np.testing.assert_allclose(result.exponents[0], jnp.mean(jnp.log(slopes)), rtol=1e-12)
+    # The local exponents are each step's own log-slope, in order.
+    np.testing.assert_allclose(result.local[:, 0], jnp.log(slopes), rtol=1e-12)
+    assert lyapunov_spectrum(lambda x: x, jnp.ones(1), num_steps=20, key=key).local is None
 
 
 def test_logistic_map_at_r_4_has_exponent_ln_2(key):
@@ -95,3 +108,82 @@ def test_bad_input_is_refused_in_one_line(key):
         lyapunov_spectrum(lambda x: jnp.ones(3), jnp.ones(2), num_steps=20, key=key)
     with pytest.raises(ValueError, match="x0"):
         lyapunov_spectrum(lambda x: x, jnp.array([1.0, jnp.nan]), num_steps=20, key=key)
+
+
+def test_lorenz_63_matches_the_literature_and_its_sum_is_the_divergence(key):
+    result = lyapunov_spectrum_ode(
+        lorenz(28.0), jnp.array([1.0, 1.0, 20.0]), duration=200.0, interval=0.1,
+        transient=20.0, key=key,
+    )  # fmt: skip
+    # The divergence is -(sigma + 1 + beta) everywhere: the sum to the solver's tolerance.
+    np.testing.assert_allclose(jnp.sum(result.exponents), -(SIGMA + 1 + BETA), atol=1e-6)
+    # (0.9056, 0, -14.5723) to the digits the literature quotes.
+    references = [0.9056, 0.0, -14.5723]
+    for value, stderr, reference in zip(result.exponents, result.stderr, references, strict=True):
+        assert abs(float(value) - reference) < 4 * float(stderr) + 1e-3
+    assert 2.0 < float(result.kaplan_yorke) < 2.1 and result.num_steps == 2000
+
+
+def test_lorenz_at_rho_20_settles_on_a_fixed_point_with_its_eigenvalues_as_exponents(key):
+    # Below the Hopf point (rho = 24.74) C+ and C- attract: the exponents are the real
+    # parts of the eigenvalues of the Jacobian there, a complex pair and a real one.
+    rho = 20.0
+    c = np.sqrt(BETA * (rho - 1))
+    eigenvalues = np.linalg.eigvals(np.array([[-SIGMA, SIGMA, 0], [1, -1, -c], [c, c, -BETA]]))
+    real = np.sort(eigenvalues.real)[::-1]
+    result = lyapunov_spectrum_ode(
+        lorenz(rho), jnp.array([1.0, 1.0, 20.0]), duration=100.0, interval=0.1,
+        transient=200.0, key=key,
+    )  # fmt: skip
+    # The pair's rotation splits it between the first two; their mean is exact.
+    np.testing.assert_allclose(jnp.mean(result.exponents[:2]), real[0], atol=1e-6)
+    np.testing.assert_allclose(result.exponents[2], real[2], atol=1e-6)
+    assert np.all(np.abs(np.asarray(result.exponents[:2]) - real[0]) < 4 * result.stderr[:2])
+
+
+@pytest.mark.slow
+def test_lorenz_on_its_periodic_orbit_has_a_zero_exponent(key):
+    # At rho = 350 the attractor is a stable periodic orbit: lambda_1 = 0 (the flow's
+    # own direction) to O(1 / duration).
+    result = lyapunov_spectrum_ode(
+        lorenz(350.0), jnp.array([1.0, 1.0, 20.0]), duration=4000.0, interval=0.1,
+        transient=100.0, k=2, key=key,
+    )  # fmt: skip
+    assert abs(float(result.exponents[0])) < 1e-3
+    assert float(result.exponents[1]) < -0.5
+
+
+def test_a_hamiltonian_flow_has_exponents_in_plus_minus_pairs(key):
+    # Henon-Heiles at energy 1/8 in its chaotic sea: symplectic, so lambda_i =
+    # -lambda_{5-i}; the flow preserves volume, so the sum is 0 to the solver's tolerance.
+    def henon_heiles(t, s):
+        x, y, px, py = s
+        return jnp.array([px, py, -x - 2 * x * y, -y - x**2 + y**2])
+
+    energy, y, py = 0.125, -0.1, 0.1
+    px = np.sqrt(2 * energy - py**2 - y**2 + 2 * y**3 / 3)
+    result = lyapunov_spectrum_ode(
+        henon_heiles, jnp.array([0.0, y, px, py]), duration=200.0, interval=0.5,
+        transient=10.0, key=key,
+    )  # fmt: skip
+    np.testing.assert_allclose(jnp.sum(result.exponents), 0.0, atol=1e-6)
+    pairs = result.exponents + result.exponents[::-1]
+    assert np.all(np.abs(pairs) < 4 * (result.stderr + result.stderr[::-1]) / 2)
+    assert float(result.exponents[0]) > 4 * float(result.stderr[0])  # chaotic
+
+
+def test_ode_spectra_jit_and_vmap_over_initial_conditions(key):
+    def run(x0):
+        return lyapunov_spectrum_ode(
+            lambda t, x: -x * jnp.array([1.0, 3.0]), x0, duration=2.0, interval=0.5,
+            transient=10.0, num_batches=2, key=key,
+        ).exponents  # fmt: skip
+
+    out = jax.jit(jax.vmap(run))(jnp.ones((3, 2)))
+    np.testing.assert_allclose(out, np.broadcast_to([-1.0, -3.0], (3, 2)), atol=1e-7)
+    with pytest.raises(ValueError, match="cannot fill 10 batches"):
+        lyapunov_spectrum_ode(lambda t, x: x, jnp.ones(2), duration=1.0, interval=0.5, key=key)
+    with pytest.raises(ValueError, match="vector_field returns 3 scalars"):
+        lyapunov_spectrum_ode(
+            lambda t, x: jnp.ones(3), jnp.ones(2), duration=10.0, interval=0.5, key=key
+        )

@@ -3,7 +3,8 @@
 `pip install jacscope` installs the library (operators, linear algebra, the training
 Jacobian and its analyses, the capabilities). The command line, the reports, the jobs'
 configuration files and the embedded data sets need the `cli` extra,
-`pip install 'jacscope[cli]'`, and an operator's `to_lineax` the `lineax` extra; what
+`pip install 'jacscope[cli]'`, an operator's `to_lineax` the `lineax` extra, and the
+Lyapunov spectra of ODEs the `ode` extra (diffrax); what
 needs one calls `require` first, so that its absence
 is one line naming the extra, never an `ImportError` from deep inside.
 """
@@ -23,6 +24,7 @@ EXTRAS = {
         "mnist1d": "mnist1d",
     },
     "lineax": {"lineax": "lineax"},
+    "ode": {"diffrax": "diffrax"},
 }
 """Per extra, `{module: distribution}` of the packages it installs."""
 

@@ -1,6 +1,7 @@
-"""Dynamics through their Jacobians: Lyapunov spectra of maps by the QR method, with
-standard errors from batch means and the Kaplan-Yorke dimension."""
+"""Dynamics through their Jacobians: Lyapunov spectra of maps and ODEs by the QR method,
+with standard errors from batch means and the Kaplan-Yorke dimension."""
 
 from jacscope.dynamics._lyapunov import LyapunovSpectrum as LyapunovSpectrum
 from jacscope.dynamics._lyapunov import kaplan_yorke_dimension as kaplan_yorke_dimension
 from jacscope.dynamics._lyapunov import lyapunov_spectrum as lyapunov_spectrum
+from jacscope.dynamics._lyapunov import lyapunov_spectrum_ode as lyapunov_spectrum_ode
