@@ -161,6 +161,22 @@ def test_a_truncated_result_is_named_without_a_traceback(finished, capsys, name)
         path.write_bytes(content)
 
 
+def test_the_lyapunov_analysis_reads_the_training_map_beside_the_spectrum(finished):
+    # Runs after the others that count the folder's analyses: it adds one.
+    args = ["train-jacobian", *TINY, "--restricted-ks", "30,120", "--analyses", "lyapunov"]
+    assert main([*args, "--out", str(finished)]) == 0
+    report = json.loads((finished / "report.json").read_text())
+    assert "jacobian" in report["resumed"]
+    numbers = report["analyses"]["lyapunov"]["numbers"]
+    assert numbers["state_size"] == 2 * report["num_params"]  # parameters and momentum
+    S = np.load(finished / "stages" / "singular-values.npz")["S"]
+    arrays = np.load(finished / "stages" / "analysis-lyapunov.npz")
+    np.testing.assert_allclose(arrays["singular_rates"], np.log(S[:20]) / 8, rtol=1e-6)
+    assert arrays["exponents"].shape == (20,) and np.all(np.isfinite(arrays["phase_rates"]))
+    html = (finished / "report.html").read_text()
+    assert "Lyapunov spectrum of the training map" in html
+
+
 @pytest.mark.slow
 def test_force_starts_over_for_another_config(finished):
     # Runs last: it replaces the folder's results.

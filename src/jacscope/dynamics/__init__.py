@@ -9,3 +9,5 @@ from jacscope.dynamics._lyapunov import LyapunovSpectrum as LyapunovSpectrum
 from jacscope.dynamics._lyapunov import kaplan_yorke_dimension as kaplan_yorke_dimension
 from jacscope.dynamics._lyapunov import lyapunov_spectrum as lyapunov_spectrum
 from jacscope.dynamics._lyapunov import lyapunov_spectrum_ode as lyapunov_spectrum_ode
+from jacscope.dynamics._training_map import TrainingLyapunovSpectrum as TrainingLyapunovSpectrum
+from jacscope.dynamics._training_map import training_lyapunov_spectrum as training_lyapunov_spectrum

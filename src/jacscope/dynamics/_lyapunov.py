@@ -35,6 +35,8 @@ class LyapunovSpectrum(NamedTuple):
     - `stderr`: `(k,)` their standard errors from the batch means.
     - `running`: `(num_batches, k)` the running estimates after each batch, for a
       convergence plot.
+    - `batch_estimates`: `(num_batches, k)` each batch's own estimate (their spread
+      gives `stderr`, and that of any sum of exponents).
     - `kaplan_yorke`: the Kaplan-Yorke dimension j + (lambda_1 + ... + lambda_j) /
       |lambda_{j+1}|, j the largest index with a nonnegative partial sum.
     - `kaplan_yorke_resolved`: False when the k exponents' partial sums never turn
@@ -51,6 +53,7 @@ class LyapunovSpectrum(NamedTuple):
     exponents: jax.Array
     stderr: jax.Array
     running: jax.Array
+    batch_estimates: jax.Array
     kaplan_yorke: jax.Array
     kaplan_yorke_resolved: jax.Array
     vectors: jax.Array
@@ -124,6 +127,7 @@ def _qr_method(
         exponents=exponents,
         stderr=stderr,
         running=running,
+        batch_estimates=estimates,
         kaplan_yorke=dimension,
         kaplan_yorke_resolved=resolved,
         vectors=Q,

@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jacscope._parameters import ravel_parameters
+from jacscope.dynamics import training_lyapunov_spectrum
 from jacscope.models import cross_entropy
 from jacscope.training import (
     DEFAULT_EPS,
@@ -185,6 +187,20 @@ def _seeds(job, settings):
     )
 
 
+def _lyapunov(job, settings):
+    return training_lyapunov_spectrum(
+        job.setup.run,
+        k=settings["k"],
+        num_phases=settings["num_phases"],
+        singular_values=job.singular_values(),
+        key=jax.random.key(settings["seed"]),
+    )
+
+
+LYAPUNOV_EXPONENTS = 20
+"""Exponents of the `lyapunov` analysis (at most the state's size)."""
+
+
 ANALYSES = {
     analysis.name: analysis
     for analysis in (
@@ -262,13 +278,26 @@ ANALYSES = {
             _seeds,
             default=False,
         ),
+        Analysis(
+            "lyapunov",
+            "Lyapunov exponents of the training map beside log s_i / T",
+            False,
+            _no_runs,
+            lambda job: {
+                "k": min(LYAPUNOV_EXPONENTS, ravel_parameters(job.setup.run.params0)[0].size),
+                "num_phases": 5,
+                "seed": job.config.seed,
+            },
+            _lyapunov,
+            default=False,
+        ),
     )
 }
 """Every analysis, by name, in the order the job runs them."""
 
 DEFAULT_ANALYSES = tuple(name for name, analysis in ANALYSES.items() if analysis.default)
 """The analyses run unless asked otherwise: all but `data` and `seeds`, which need
-further exact Jacobians."""
+further exact Jacobians, and `lyapunov`, which runs the training map's tangents."""
 
 
 def parse_analyses(names: str | Any) -> tuple[str, ...]:

@@ -364,6 +364,31 @@ def function_space_figure(result: Mapping[str, Any], S=None, tau: float | None =
     return fig
 
 
+def lyapunov_figure(result: Mapping[str, Any]) -> Figure:
+    """The training map's exponents beside log s_i / T, and each phase's rates."""
+    fig, ((left, right),) = subplots(10, 3.6, 1, 2)
+    exponents = np.asarray(result["exponents"])
+    index = np.arange(1, exponents.size + 1)
+    left.plot(index, exponents, "o", ms=4, label=r"Lyapunov exponent $\lambda_i$")
+    if result.get("singular_rates") is not None:
+        left.plot(index, result["singular_rates"], "x", ms=5, label=r"$\log s_i / T$")
+    left.axhline(0, color="grey", lw=0.8)
+    left.set_xlabel("index i")
+    left.set_ylabel("rate per step")
+    left.set_title("training map against the training Jacobian")
+    left.legend(fontsize=8)
+    phases = np.asarray(result["phase_rates"])
+    steps = result["num_steps"] / phases.shape[0] * (np.arange(phases.shape[0]) + 0.5)
+    for i in range(min(3, phases.shape[1])):
+        right.plot(steps, phases[:, i], "o-", ms=3, label=rf"$\lambda_{i + 1}$")
+    right.axhline(0, color="grey", lw=0.8)
+    right.set_xlabel("training step (phase centre)")
+    right.set_ylabel("rate per step in the phase")
+    right.set_title("the leading exponents as training goes")
+    right.legend(fontsize=8)
+    return fig
+
+
 def _summary_table(caption: str, rows: list[dict], extra: tuple[str, ...] = ()) -> Table:
     keys = (*extra, "tau", "region", "count", "mean", "median", "min", "max")
     return Table(caption, list(keys), [[row.get(k) for k in keys] for row in rows])
@@ -623,6 +648,41 @@ def seeds_section(result: Mapping[str, Any], drawn: Drawn) -> Section:
     )
 
 
+def lyapunov_section(result: Mapping[str, Any], drawn: Drawn) -> Section:
+    """The section of the `lyapunov` analysis (`TrainingLyapunovSpectrum` as a dict)."""
+    exponents = np.asarray(result["exponents"])
+    rates = result.get("singular_rates")
+    rows = [
+        [i + 1, exponents[i], None if rates is None else rates[i]] for i in range(exponents.size)
+    ]
+    return Section(
+        "Lyapunov spectrum of the training map",
+        "Training as a dynamical system on (theta, the optimizer's state): its k leading "
+        "finite-time Lyapunov exponents over the run, by the QR method with k JVPs of "
+        "each step, beside log s_i / T of the training Jacobian (a block of the same "
+        "product of step Jacobians). The run is deterministic, so these are exact for "
+        "it and its starting frame: no standard error applies.",
+        _plot(
+            drawn,
+            "lyapunov",
+            lyapunov_figure(result),
+            "Left: the exponents (dots) and log s_i / T (crosses) by index; positive "
+            "rates are the chaotic region, rates near 0 the bulk. Right: the three "
+            f"leading exponents over each of {len(result['phase_rates'])} consecutive "
+            "phases of the run.",
+        ),
+        [
+            Table(
+                f"the {exponents.size} leading rates per step (state of "
+                f"{result['state_size']:,} scalars, {result['num_steps']} steps)",
+                ["i", "lambda_i", "log s_i / T"],
+                rows,
+            )
+        ],
+        anchor="lyapunov",
+    )
+
+
 SECTIONS: dict[str, Callable[[Mapping[str, Any], Drawn], Section]] = {
     "spectrum": spectrum_section,
     "alignment": alignment_section,
@@ -632,6 +692,7 @@ SECTIONS: dict[str, Callable[[Mapping[str, Any], Drawn], Section]] = {
     "function_space": function_space_section,
     "data": data_section,
     "seeds": seeds_section,
+    "lyapunov": lyapunov_section,
 }
 """The report section of each analysis of `jacscope.jobs.ANALYSES`, by name: a function
 of the analysis's saved result (numbers and arrays) and a `Drawn`."""
