@@ -56,3 +56,13 @@ def test_exponents_are_the_growth_of_the_dense_product_of_step_jacobians(key):
 def test_too_many_exponents_are_refused(key):
     with pytest.raises(ValueError, match="k must be in 1..32"):
         training_lyapunov_spectrum(small_run(key), k=40, key=key)
+
+
+def test_exponents_whose_neighbours_are_too_close_for_the_run_are_unresolved(key):
+    # Rates 0.5, 0.1, 0.09, 0, -1, -2 over T = 20: gaps x T of 8, 0.2, 1.8, 20, 20.
+    S = np.exp(20 * np.array([0.5, 0.1, 0.09, 0.0, -1.0, -2.0]))
+    result = training_lyapunov_spectrum(
+        small_run(key), k=5, num_phases=4, singular_values=S, key=key
+    )
+    np.testing.assert_array_equal(result.resolved, [True, False, False, False, True])
+    assert training_lyapunov_spectrum(small_run(key), k=2, num_phases=4, key=key).resolved is None

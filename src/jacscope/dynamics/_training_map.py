@@ -9,8 +9,16 @@ the training Jacobian J = d theta_T / d theta_0 is that product's parameter bloc
 log s_i(J) / T sits beside them (Belrose & Scherlis's chaotic region: s_i > 1, a
 positive rate; the bulk: s_i ~ 1, a rate near 0). A run is deterministic: the
 exponents are exact for this run and this starting frame, not estimates, so no
-standard error is claimed; the rate of each tenth of the run shows how they change as
+standard error is claimed; the rate of each phase of the run shows how they change as
 training goes (the schedule, the loss landscape).
+
+A finite run does not always align the random starting frame with the leading
+directions: the i-th vector separates from its neighbours by exp(gap x T), gap the
+difference of neighbouring rates. Where log s_i / T of the training Jacobian (a proxy
+for the product's) put both of an exponent's gaps times T below `ALIGNMENT` (e^-5 <
+1 % leakage), that exponent is unresolved: its value mixes its neighbours'. The sum of
+the first j exponents is the growth of a j-dimensional volume whatever the alignment,
+at most the sum of the product's first j log singular values over T.
 """
 
 from __future__ import annotations
@@ -19,12 +27,14 @@ from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jacscope.dynamics._lyapunov import lyapunov_spectrum
 from jacscope.training import TrainingRun
 from jacscope.training._run import split_state
+
+ALIGNMENT = 5.0
+"""gap x T above which neighbouring exponents are told apart (leakage below e^-5)."""
 
 
 class TrainingLyapunovSpectrum(NamedTuple):
@@ -35,6 +45,8 @@ class TrainingLyapunovSpectrum(NamedTuple):
       run (equal numbers of steps), in order.
     - `singular_rates`: `(k,)` log s_i / T of the given singular values of the
       training Jacobian, or `None` without them.
+    - `resolved`: `(k,)` whether each exponent is told apart from its neighbours (see
+      the module), or `None` without singular values.
     - `num_steps`: the steps measured (T, less a remainder that does not fill the
       phases).
     - `state_size`: n, the scalars of the state (parameters and optimizer state).
@@ -43,6 +55,7 @@ class TrainingLyapunovSpectrum(NamedTuple):
     exponents: np.ndarray
     phase_rates: np.ndarray
     singular_rates: np.ndarray | None
+    resolved: np.ndarray | None
     num_steps: int
     state_size: int
 
@@ -97,14 +110,19 @@ def training_lyapunov_spectrum(
         num_batches=num_phases,
         key=key,
     )
-    rates = None
+    rates = resolved = None
     if singular_values is not None:
-        top = jnp.asarray(singular_values)[:k]
-        rates = np.asarray(jnp.log(top) / run.num_steps)
+        logs = np.log(np.asarray(singular_values)[: k + 1]) / run.num_steps
+        rates = logs[:k]
+        gaps = np.abs(np.diff(logs)) * run.num_steps  # gap i: between i and i + 1
+        before = np.concatenate([[np.inf], gaps[: k - 1]])
+        after = gaps[:k] if gaps.size >= k else np.concatenate([gaps, [np.inf]])
+        resolved = np.minimum(before, after) >= ALIGNMENT
     return TrainingLyapunovSpectrum(
         exponents=np.asarray(spectrum.exponents),
         phase_rates=np.asarray(spectrum.batch_estimates),
         singular_rates=rates,
+        resolved=resolved,
         num_steps=spectrum.num_steps,
         state_size=int(spectrum.vectors.shape[0]),
     )

@@ -394,11 +394,16 @@ def _summary_table(caption: str, rows: list[dict], extra: tuple[str, ...] = ()) 
     return Table(caption, list(keys), [[row.get(k) for k in keys] for row in rows])
 
 
-def key_value_table(caption: str, mapping: Mapping[str, Any]) -> Table:
-    """A two-column table of `mapping`, keys as readable labels (`label`) and values
-    as a reader wants them (`readable`)."""
+def key_value_table(
+    caption: str, mapping: Mapping[str, Any], labels: Mapping[str, str] | None = None
+) -> Table:
+    """A two-column table of `mapping`, keys as readable labels (`labels`, else
+    `label`) and values as a reader wants them (`readable`)."""
+    labels = labels or {}
     return Table(
-        caption, ["quantity", "value"], [[label(k), readable(k, v)] for k, v in mapping.items()]
+        caption,
+        ["quantity", "value"],
+        [[labels.get(k) or label(k), readable(k, v)] for k, v in mapping.items()],
     )
 
 
@@ -652,16 +657,32 @@ def lyapunov_section(result: Mapping[str, Any], drawn: Drawn) -> Section:
     """The section of the `lyapunov` analysis (`TrainingLyapunovSpectrum` as a dict)."""
     exponents = np.asarray(result["exponents"])
     rates = result.get("singular_rates")
-    rows = [
-        [i + 1, exponents[i], None if rates is None else rates[i]] for i in range(exponents.size)
-    ]
+    resolved = result.get("resolved")
+    partial = np.cumsum(exponents)
+    rows = []
+    for i in range(exponents.size):
+        told_apart = resolved is None or bool(resolved[i])
+        rows.append(
+            [
+                i + 1,
+                exponents[i]
+                if told_apart
+                else f"unresolved ({exponents[i]:.3g} mixes its "
+                "neighbours; a longer run would separate them)",
+                None if rates is None else rates[i],
+                partial[i],
+                None if rates is None else float(np.sum(rates[: i + 1])),
+            ]
+        )
     return Section(
         "Lyapunov spectrum of the training map",
         "Training as a dynamical system on (theta, the optimizer's state): its k leading "
         "finite-time Lyapunov exponents over the run, by the QR method with k JVPs of "
-        "each step, beside log s_i / T of the training Jacobian (a block of the same "
-        "product of step Jacobians). The run is deterministic, so these are exact for "
-        "it and its starting frame: no standard error applies.",
+        "each step from a random frame, beside log s_i / T of the training Jacobian (a "
+        "block of the same product of step Jacobians). The run is deterministic, so "
+        "no standard error applies; an exponent whose neighbouring rates differ by less "
+        "than 5 / T is unresolved, since a finite run cannot turn the random frame "
+        "towards it. The partial sums are volume growth rates whatever the alignment.",
         _plot(
             drawn,
             "lyapunov",
@@ -675,7 +696,7 @@ def lyapunov_section(result: Mapping[str, Any], drawn: Drawn) -> Section:
             Table(
                 f"the {exponents.size} leading rates per step (state of "
                 f"{result['state_size']:,} scalars, {result['num_steps']} steps)",
-                ["i", "lambda_i", "log s_i / T"],
+                ["i", "lambda_i", "log s_i / T", "lambda_1 + ... + lambda_i", "sum of log s / T"],
                 rows,
             )
         ],
