@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 
 import jacscope
-from jacscope.cli import _report, _spectrum, _train_jacobian
+from jacscope._extras import MissingExtra
+from jacscope.cli import _lyapunov, _report, _spectrum, _train_jacobian
 
-COMMANDS = (_spectrum, _train_jacobian, _report)
+COMMANDS = (_spectrum, _train_jacobian, _lyapunov, _report)
 
-_USER_ERRORS = (ValueError, FloatingPointError)
+_USER_ERRORS = (ValueError, FloatingPointError, MissingExtra)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -68,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     `import jacscope` has made the host's CPU cores JAX devices (`jacscope.use_cpu_cores`),
     so that chunked work runs on all of them. What the user's situation causes is printed as
     one line and gives status 2: errors in what was asked (`ValueError`,
-    `FloatingPointError`, `jacscope.FolderError`) and the file system's refusals
+    `FloatingPointError`, `jacscope.FolderError`), an extra a command needs and lacks
+    (`MissingExtra`: diffrax for `lyapunov --system lorenz`) and the file system's refusals
     (`OSError`: a folder under a file, no permission, a read-only or full disk). Ctrl-C
     stops with a line saying what was saved (status 130). Finished stages are kept, so
     the same command resumes from them.
@@ -91,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         message = _os_error_message(error, out)
     Console(stderr=True).print(
-        f"[bold red]jacscope {args.command}: error:[/] {message}", highlight=False, soft_wrap=True
+        f"[bold red]jacscope {args.command}: error:[/] {escape(message)}",
+        highlight=False,
+        soft_wrap=True,
     )
     return 2
 

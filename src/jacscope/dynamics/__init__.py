@@ -18,5 +18,12 @@ from jacscope.dynamics._lyapunov import LyapunovSpectrum as LyapunovSpectrum
 from jacscope.dynamics._lyapunov import kaplan_yorke_dimension as kaplan_yorke_dimension
 from jacscope.dynamics._lyapunov import lyapunov_spectrum as lyapunov_spectrum
 from jacscope.dynamics._lyapunov import lyapunov_spectrum_ode as lyapunov_spectrum_ode
+from jacscope.dynamics._systems import SYSTEMS as SYSTEMS
+from jacscope.dynamics._systems import DynamicalSystem as DynamicalSystem
+from jacscope.dynamics._systems import HenonMap as HenonMap
+from jacscope.dynamics._systems import LogisticMap as LogisticMap
+from jacscope.dynamics._systems import Lorenz63 as Lorenz63
+from jacscope.dynamics._systems import RateNetwork as RateNetwork
+from jacscope.dynamics._systems import TrainedGRU as TrainedGRU
 from jacscope.dynamics._training_map import TrainingLyapunovSpectrum as TrainingLyapunovSpectrum
 from jacscope.dynamics._training_map import training_lyapunov_spectrum as training_lyapunov_spectrum

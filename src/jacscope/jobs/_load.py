@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from jacscope._io import FolderError, read_json
-from jacscope.jobs import matrix_free, spectrum, train_jacobian
+from jacscope.jobs import lyapunov, matrix_free, spectrum, train_jacobian
 from jacscope.jobs._analyses import DEFAULT_ANALYSES
 from jacscope.jobs._config_file import build
 from jacscope.jobs._folder import FORMAT, JOB, RESULT, STAGES, JobFolder
@@ -23,13 +23,14 @@ class FolderResults(NamedTuple):
 
     - `path`: the folder.
     - `kind`: the command that wrote it (`"train-jacobian"`,
-      `"train-jacobian --matrix-free"`, `"spectrum"`).
-    - `config`: its configuration, typed (`TrainingConfig` or `SpectrumConfig`).
+      `"train-jacobian --matrix-free"`, `"spectrum"`, `"lyapunov"`).
+    - `config`: its configuration, typed (`TrainingConfig`, `SpectrumConfig` or
+      `LyapunovConfig`).
     - `settings`: the method's settings, typed (`ExactSettings` fields are not part of
       a folder's identity, so `None` for an exact folder; `MatrixFreeSettings`), or
       the stored JSON.
-    - `result`: the finished result (`TrainJacobianReport`, `MatrixFreeReport` or
-      `SpectrumResult`), `None` while the job has not finished.
+    - `result`: the finished result (`TrainJacobianReport`, `MatrixFreeReport`,
+      `SpectrumResult` or `LyapunovResult`), `None` while the job has not finished.
     - `done`: the finished stages, in the order they were written.
     - `missing`: the stages a finished job of this kind still needs (with the default
       analyses for an exact folder); rerunning the same command computes them.
@@ -106,6 +107,10 @@ def load(path: str | os.PathLike) -> FolderResults:
         settings = None
         result = None if stored is None else spectrum.SpectrumResult(**stored)
         expected = ["svd", "trace", "frobenius"]
+    elif kind == lyapunov.KIND:
+        config, settings = build(lyapunov.LyapunovConfig, identity["config"]), None
+        result = None if stored is None else lyapunov.LyapunovResult(**stored)
+        expected = list(lyapunov.STAGES)
     else:
         raise FolderError(f"{path} holds a job of unknown kind {kind!r}")
     missing = [name for name in expected if name not in done]
