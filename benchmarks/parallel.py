@@ -42,6 +42,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from jacscope.dynamics import lyapunov_spectrum
 from jacscope.parallel import (
     MADE,
     jacobi_decode,
@@ -94,21 +95,10 @@ def cached(out: pathlib.Path, name: str, like, train: Callable):
 
 
 def lyapunov(step, h0, xs) -> float:
-    """The largest Lyapunov exponent along the trajectory (QR of Jacobian products)."""
-
-    @jax.jit
-    def run(h0, xs):
-        hs = solve_sequence(step, h0, xs, method="sequential").states
-        before = jnp.concatenate([h0[None], hs[:-1]])
-        jac = jax.vmap(jax.jacfwd(step))(before, xs)
-
-        def qr(q, j):
-            q, r = jnp.linalg.qr(j @ q)
-            return q, jnp.log(jnp.abs(jnp.diag(r)))
-
-        return jnp.max(jnp.mean(jax.lax.scan(qr, jnp.eye(h0.size), jac)[1], axis=0))
-
-    return float(run(h0, xs))
+    """The largest Lyapunov exponent along the driven trajectory, per step
+    (`jacscope.dynamics.lyapunov_spectrum`, one tangent vector, a tenth as transient)."""
+    result = lyapunov_spectrum(step, h0, xs, k=1, transient=len(xs) // 10, key=jax.random.key(0))
+    return float(result.exponents[0])
 
 
 # ---------------------------------------------------------------- sections (numbers only)

@@ -19,6 +19,7 @@ import re
 import types
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 _BULLET = re.compile(r"^\s*- ((?:`\w+`(?:, )?)+): (.*)$")
@@ -99,6 +100,19 @@ def _parser_of(kind: Any) -> tuple[Callable[[str], Any], list | None, str]:
     if kind is float:
         return _finite, None, "X"
     return str, None, "TEXT"
+
+
+def add_folder_flags(parser: argparse.ArgumentParser) -> None:
+    """`--out DIR`, `--config FILE` and `--force`: the flags of every command that runs a
+    job into a folder."""
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="a config.toml (as a run writes into its folder); flags override its values",
+    )
+    parser.add_argument("--force", action="store_true", help="discard DIR's results, start over")
 
 
 def add_flags(

@@ -11,7 +11,7 @@ import jax
 from rich.console import Console
 from rich.table import Table
 
-from jacscope.cli._flags import add_flags, flag_name, given, given_flags, merged
+from jacscope.cli._flags import add_flags, add_folder_flags, flag_name, given, given_flags, merged
 from jacscope.cli._progress import progress_bars
 from jacscope.dynamics import SYSTEMS
 from jacscope.jobs import LyapunovConfig, run_lyapunov
@@ -41,11 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "a finished folder recomputes nothing; --config DIR/config.toml reproduces a run."
         ),
     )
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    parser.add_argument(
-        "--config", type=Path, metavar="FILE", help="a config.toml; flags override it"
-    )
-    parser.add_argument("--force", action="store_true", help="discard DIR's results, start over")
+    add_folder_flags(parser)
     add_flags(parser.add_argument_group("lyapunov"), "lyapunov", LyapunovConfig)
     return parser
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import jax
 from rich.console import Console
 from rich.table import Table
 
-from jacscope.cli._flags import add_flags, given
+from jacscope.cli._flags import add_flags, add_folder_flags, given
 from jacscope.cli._progress import progress_bars
 from jacscope.jobs import SpectrumConfig, SpectrumResult, run_spectrum
 from jacscope.jobs._config_file import build, read_toml
@@ -34,11 +33,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "in DIR/stages/ as it finishes: a killed run resumes."
         ),
     )
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    parser.add_argument(
-        "--config", type=Path, metavar="FILE", help="a config.toml; flags override it"
-    )
-    parser.add_argument("--force", action="store_true", help="discard DIR's results, start over")
+    add_folder_flags(parser)
     add_flags(parser.add_argument_group("spectrum"), "spectrum", SpectrumConfig)
     return parser
 

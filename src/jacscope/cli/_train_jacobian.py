@@ -12,7 +12,7 @@ import jax
 from rich.console import Console
 from rich.table import Table
 
-from jacscope.cli._flags import add_flags, given, given_flags, merged
+from jacscope.cli._flags import add_flags, add_folder_flags, given, given_flags, merged
 from jacscope.cli._progress import progress_bars
 from jacscope.jobs import (
     ANALYSES,
@@ -50,14 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "stopped; --force starts over; --config DIR/config.toml reproduces a run."
         ),
     )
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    parser.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help="a config.toml (as a run writes into its folder); flags override its values",
-    )
-    parser.add_argument("--force", action="store_true", help="discard DIR's results, start over")
+    add_folder_flags(parser)
     parser.add_argument(
         "--matrix-free",
         action="store_true",
