@@ -28,6 +28,16 @@ def _hutchinson(op, num_matvecs, key):
     return mean_estimate(samples, num_matvecs)
 
 
+def hutchpp_parts(mm, basis: jax.Array, probes: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Hutch++ from a given orthonormal `basis` Q (Hutch++ takes that of A S, S a sketch)
+    and given probes: `(tr(Q^T A Q), g_i^T P A P g_i for each column g_i of probes)`,
+    P = I - Q Q^T. For any fixed Q, the low-rank part plus any one sample is an unbiased
+    estimate of tr A. `mm` maps an `(n, k)` block to A times it."""
+    low_rank_trace = jnp.sum(basis * mm(basis))
+    probes = probes - basis @ (basis.T @ probes)
+    return low_rank_trace, jnp.sum(probes * mm(probes), axis=0)
+
+
 @eqx.filter_jit
 def _hutchpp(op, num_matvecs, key):
     n = op.shape[0]
@@ -36,11 +46,9 @@ def _hutchpp(op, num_matvecs, key):
     num_probes = num_matvecs - 2 * sketch_size
     key_sketch, key_probe = jax.random.split(key)
     sketch = jax.random.rademacher(key_sketch, (n, sketch_size), dtype)
-    basis, _ = jnp.linalg.qr(op.mm(sketch))
-    low_rank_trace = jnp.sum(basis * op.mm(basis))
     probes = jax.random.rademacher(key_probe, (n, num_probes), dtype)
-    probes = probes - basis @ (basis.T @ probes)
-    samples = jnp.sum(probes * op.mm(probes), axis=0)
+    basis, _ = jnp.linalg.qr(op.mm(sketch))
+    low_rank_trace, samples = hutchpp_parts(op.mm, basis, probes)
     return mean_estimate(samples, num_matvecs, offset=low_rank_trace)
 
 

@@ -1,0 +1,7 @@
+"""Continuous normalising flows: log-densities by the instantaneous change of variables
+with exact, Hutchinson or Hutch++ divergences, solved by diffrax (the `ode` extra)."""
+
+from jacscope.flows._cnf import CNFLogDensity as CNFLogDensity
+from jacscope.flows._cnf import cnf_log_density as cnf_log_density
+from jacscope.flows._cnf import cnf_sample as cnf_sample
+from jacscope.flows._cnf import standard_normal_log_density as standard_normal_log_density
