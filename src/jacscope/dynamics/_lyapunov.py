@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jacscope._extras import require
+from jacscope._ode import solve_to_end
 from jacscope._validation import check_finite
 
 
@@ -289,7 +290,7 @@ def lyapunov_spectrum_ode(
 
     Citation: Benettin, Galgani, Giorgilli & Strelcyn, "Lyapunov characteristic exponents for smooth dynamical systems and for Hamiltonian systems; a method for computing all of them", Meccanica, 1980.
     """  # noqa: E501
-    diffrax = require("diffrax", "lyapunov_spectrum_ode")
+    require("diffrax", "lyapunov_spectrum_ode")  # before any work
     caller = "lyapunov_spectrum_ode"
     flat0, unravel, n, k = _flat_state(x0, k, num_batches, caller)
     if not interval > 0:
@@ -313,23 +314,11 @@ def lyapunov_spectrum_ode(
         dx, linear = jax.linearize(lambda z: flat_field(t, z), x)
         return dx, jax.vmap(linear, in_axes=1, out_axes=1)(Q)
 
-    term = diffrax.ODETerm(variational)
-    solver = diffrax.Tsit5() if solver is None else solver
-    controller = diffrax.PIDController(rtol=rtol, atol=atol)
-
     def block(carry, t0):
-        solution = diffrax.diffeqsolve(
-            term,
-            solver,
-            t0,
-            t0 + interval,
-            None,
-            carry,
-            stepsize_controller=controller,
-            saveat=diffrax.SaveAt(t1=True),
-            max_steps=max_steps,
-        )
-        x, Q = jax.tree.map(lambda a: a[-1], solution.ys)
+        (x, Q), _ = solve_to_end(
+            variational, carry, t0=t0, t1=t0 + interval, solver=solver, rtol=rtol,
+            atol=atol, max_steps=max_steps, caller=caller,
+        )  # fmt: skip
         return _reorthonormalize(x, Q)
 
     Q0, _ = jnp.linalg.qr(jax.random.normal(key, (n, k), flat0.dtype))

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jacscope._extras import require
+from jacscope._ode import solve_to_end
 from jacscope._validation import check_finite
 from jacscope.linalg._trace import hutchpp_parts
 
@@ -116,7 +116,6 @@ def cnf_log_density(
 
     Citation: Grathwohl, Chen, Bettencourt, Sutskever & Duvenaud, "FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models", ICLR, 2019.
     """  # noqa: E501
-    diffrax = require("diffrax", "cnf_log_density")
     if divergence not in DIVERGENCES:
         raise ValueError(
             f"cnf_log_density: divergence must be one of {DIVERGENCES}, got {divergence!r}"
@@ -165,20 +164,19 @@ def cnf_log_density(
             samples = low_rank + residual
         return dz, samples
 
-    solution = diffrax.diffeqsolve(
-        diffrax.ODETerm(augmented),
-        diffrax.Tsit5() if solver is None else solver,
-        t1,
-        t0,
-        None,
+    (z0, integral), num_steps = solve_to_end(
+        augmented,
         (x, jnp.zeros(m, x.dtype)),
+        t0=t1,
+        t1=t0,
         args=(params, probes, basis),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
-        saveat=diffrax.SaveAt(t1=True),
+        solver=solver,
+        rtol=rtol,
+        atol=atol,
         max_steps=max_steps,
+        adjoint=adjoint,
+        caller="cnf_log_density",
     )
-    z0, integral = jax.tree.map(lambda a: a[-1], solution.ys)
     # Solved from t1 back to t0: integral = -int_{t0}^{t1} tr(df/dz) dt per probe.
     per_probe = base_log_density(z0) + integral
     if stochastic and m > 1:
@@ -190,7 +188,7 @@ def cnf_log_density(
         stderr=stderr,
         per_probe=per_probe,
         base_point=z0,
-        num_steps=solution.stats["num_steps"],
+        num_steps=num_steps,
     )
 
 
@@ -213,23 +211,14 @@ def cnf_sample(
 
     **Raises:** `ValueError` for a non-finite `z0`; `MissingExtra` without diffrax.
     """
-    diffrax = require("diffrax", "cnf_sample")
     z0 = jnp.asarray(z0)
     check_finite(z0, "z0")
 
     def push(z):
-        solution = diffrax.diffeqsolve(
-            diffrax.ODETerm(vector_field),
-            diffrax.Tsit5() if solver is None else solver,
-            t0,
-            t1,
-            None,
-            z,
-            args=params,
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-            saveat=diffrax.SaveAt(t1=True),
-            max_steps=max_steps,
-        )
-        return solution.ys[-1]
+        x, _ = solve_to_end(
+            vector_field, z, t0=t0, t1=t1, args=params, solver=solver, rtol=rtol, atol=atol,
+            max_steps=max_steps, caller="cnf_sample",
+        )  # fmt: skip
+        return x
 
     return jax.vmap(push)(z0) if z0.ndim == 2 else push(z0)
