@@ -7,9 +7,10 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg
 import numpy as np
+import optax
 import pytest
 
-from jacscope.flows import cnf_log_density, cnf_sample, standard_normal_log_density
+from jacscope.flows import cnf_log_density, cnf_sample, local_error, standard_normal_log_density
 
 TIGHT = {"rtol": 1e-10, "atol": 1e-10}
 
@@ -75,7 +76,7 @@ def test_stochastic_divergences_are_unbiased_and_their_stderr_covers(key, diverg
         jax.vmap(
             lambda k: cnf_log_density(
                 mlp_field, params, x, divergence=divergence, num_probes=4, sketch_size=2,
-                key=k, rtol=1e-8, atol=1e-8,
+                key=k, rtol=1e-8, atol=1e-8, penalties=True,
             )
         )
     )  # fmt: skip
@@ -88,6 +89,87 @@ def test_stochastic_divergences_are_unbiased_and_their_stderr_covers(key, diverg
     # distribution with 3 degrees of freedom covers 86% at 2: the bound allows it).
     inside = np.mean(np.abs(estimates - exact) <= 2 * stderrs)
     assert inside > 0.75, inside
+    # RNODE's Frobenius integral from the same probes: unbiased too.
+    frobenius = cnf_log_density(mlp_field, params, x, rtol=1e-8, atol=1e-8, penalties=True)
+    draws = np.asarray(results.jacobian_frobenius)
+    spread = draws.std(ddof=1) / np.sqrt(len(draws))
+    assert abs(draws.mean() - float(frobenius.jacobian_frobenius)) < 4 * spread + 1e-6
+
+
+def test_the_rnode_penalties_match_their_closed_forms_on_a_linear_flow():
+    A = jnp.array([[0.3, -1.0, 0.0], [0.5, -0.2, 0.1], [0.0, 0.4, 0.6]])
+    x = jnp.array([0.7, -1.2, 0.4])
+    # z(t) = e^{A (t - 1)} x: K = int_0^1 ||A z(t)||^2 dt (Gauss-Legendre, exact to
+    # 1e-15 for this smooth integrand), B = ||A||_F^2.
+    nodes, weights = np.polynomial.legendre.leggauss(40)
+    kinetic = sum(
+        w / 2 * np.sum(np.asarray(A @ jax.scipy.linalg.expm(A * ((t + 1) / 2 - 1)) @ x) ** 2)
+        for t, w in zip(nodes, weights, strict=True)
+    )
+    for divergence in ("exact", "hutchinson"):
+        result = cnf_log_density(
+            linear, A, x, divergence=divergence, num_probes=3, key=jax.random.key(1),
+            penalties=True, **TIGHT,
+        )  # fmt: skip
+        np.testing.assert_allclose(result.kinetic_energy, kinetic, rtol=1e-8)
+        if divergence == "exact":
+            np.testing.assert_allclose(result.jacobian_frobenius, jnp.sum(A**2), rtol=1e-8)
+    plain = cnf_log_density(linear, A, x, **TIGHT)
+    assert plain.kinetic_energy is None and plain.jacobian_frobenius is None
+
+
+def _stiff_field(scale):
+    params = mlp_params(jax.random.key(3), 2, hidden=16)
+    return (params[0] * scale, params[1], params[2] * scale)
+
+
+def test_the_local_error_estimates_the_solvers_steps_from_below():
+    x = jnp.array([0.5, -0.3])
+    keys = jax.random.split(jax.random.key(4), 200)
+    estimated, taken = [], []
+    for scale in (1.0, 3.0, 6.0):
+        params = _stiff_field(scale)
+        draws = jax.vmap(lambda k, p=params: local_error(mlp_field, p, x, key=k))(keys)
+        assert np.all((draws.time >= 0) & (draws.time <= 1))
+        estimated.append(float(draws.steps.mean()))
+        taken.append(int(cnf_log_density(mlp_field, params, x).num_steps))
+    # The solver's count adds its ramp-up from a cautious first step and its
+    # rejections to the settled steps the estimate counts (measured: 0.42-0.58 of it).
+    assert estimated == sorted(estimated) and taken == sorted(taken), (estimated, taken)
+    ratios = np.array(estimated) / np.array(taken)
+    assert np.all((ratios > 0.25) & (ratios <= 1.0)), ratios
+
+
+@pytest.mark.parametrize("penalty", ["kinetic", "local_error"])
+def test_descending_a_penalty_cuts_the_solvers_steps(penalty):
+    x = jax.random.normal(jax.random.key(5), (16, 2))
+    keys = jax.random.split(jax.random.key(6), 16)
+
+    def value(params):
+        if penalty == "kinetic":
+            runs = jax.vmap(lambda x: cnf_log_density(mlp_field, params, x, penalties=True))(x)
+            return jnp.mean(runs.kinetic_energy)
+        runs = jax.vmap(lambda x, k: local_error(mlp_field, params, x, key=k))(x, keys)
+        return jnp.mean(runs.steps)
+
+    def steps(params):
+        return float(
+            jnp.mean(jax.vmap(lambda x: cnf_log_density(mlp_field, params, x))(x).num_steps)
+        )
+
+    params = _stiff_field(6.0)
+    optimizer = optax.adam(3e-2)
+    state = optimizer.init(params)
+
+    @jax.jit
+    def update(params, state):
+        updates, state = optimizer.update(jax.grad(value)(params), state)
+        return optax.apply_updates(params, updates), state
+
+    before = steps(params)
+    for _ in range(30):
+        params, state = update(params, state)
+    assert steps(params) < 0.7 * before, (before, steps(params))
 
 
 def test_gradients_agree_with_finite_differences(key):

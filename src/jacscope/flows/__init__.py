@@ -5,3 +5,5 @@ from jacscope.flows._cnf import CNFLogDensity as CNFLogDensity
 from jacscope.flows._cnf import cnf_log_density as cnf_log_density
 from jacscope.flows._cnf import cnf_sample as cnf_sample
 from jacscope.flows._cnf import standard_normal_log_density as standard_normal_log_density
+from jacscope.flows._local_error import LocalError as LocalError
+from jacscope.flows._local_error import local_error as local_error

@@ -18,6 +18,13 @@ smooth field (redrawing them inside a solve makes its step count explode; a basi
 recomputed at every evaluation jumps where J S loses rank). Each probe carries its own
 integral, an unbiased estimate of the log-density (for Hutch++, for any fixed Q), so
 their spread gives the standard error.
+
+With `penalties=True` the same solve also integrates RNODE's two regularisers (Finlay
+et al. 2020) along the trajectory, from the products the divergence already takes:
+the kinetic energy K = int ||f||^2 dt and the Jacobian's Frobenius norm
+B = int ||df/dz||_F^2 dt, exact (from the d columns of J) for `"exact"`, else the
+unbiased ||J v||^2 per probe (E[v v^T] = I) and, for Hutch++, ||J Q||_F^2 +
+||J P g||^2.
 """
 
 from __future__ import annotations
@@ -51,6 +58,10 @@ class CNFLogDensity(NamedTuple):
     - `per_probe`: `(m,)` each probe's estimate (`(1,)` for `"exact"`).
     - `base_point`: z(t0), the point of the base distribution x comes from.
     - `num_steps`: the steps the solver took (accepted and rejected).
+    - `kinetic_energy`: int_{t0}^{t1} ||f(t, z(t))||^2 dt along the trajectory (with
+      `penalties=True`, else `None`).
+    - `jacobian_frobenius`: int_{t0}^{t1} ||df/dz||_F^2 dt, exact for `"exact"`, else
+      the mean of the probes' unbiased estimates (with `penalties=True`, else `None`).
     """
 
     log_density: jax.Array
@@ -58,6 +69,8 @@ class CNFLogDensity(NamedTuple):
     per_probe: jax.Array
     base_point: jax.Array
     num_steps: jax.Array
+    kinetic_energy: jax.Array | None = None
+    jacobian_frobenius: jax.Array | None = None
 
 
 def _probes(key, shape, kind, dtype):
@@ -84,6 +97,7 @@ def cnf_log_density(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     max_steps: int = 4096,
+    penalties: bool = False,
 ) -> CNFLogDensity:
     r"""log p_1(x) of the flow dz/dt = vector_field(t, z, params) from a base density.
 
@@ -107,6 +121,8 @@ def cnf_log_density(
       `diffrax.BacksolveAdjoint()` holds O(1) memory in the number of steps).
     - `rtol`, `atol`: the adaptive step-size controller's tolerances.
     - `max_steps`: the solver's step limit (diffrax raises past it).
+    - `penalties`: also integrate RNODE's kinetic energy and Jacobian Frobenius norm
+      (see the module), for a loss `-log p + lambda_K K + lambda_B B`.
 
     **Returns:** a `CNFLogDensity`.
 
@@ -115,6 +131,8 @@ def cnf_log_density(
     array; `MissingExtra` without diffrax (the `ode` extra).
 
     Citation: Grathwohl, Chen, Bettencourt, Sutskever & Duvenaud, "FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models", ICLR, 2019.
+
+    Citation: Finlay, Jacobsen, Nurbekyan & Oberman, "How to train your neural ODE: the world of Jacobian and kinetic regularization", ICML, 2020.
     """  # noqa: E501
     if divergence not in DIVERGENCES:
         raise ValueError(
@@ -152,21 +170,28 @@ def cnf_log_density(
     identity = jnp.eye(d, dtype=x.dtype)
 
     def augmented(t, y, args):
-        z, _ = y
+        z = y[0]
         params, probes, basis = args
         dz, mm = linearized(t, z, params)
         if divergence == "exact":
-            samples = jnp.trace(mm(identity))[None]
+            jacobian = mm(identity)
+            samples, squares = jnp.trace(jacobian)[None], jnp.sum(jacobian**2)[None]
         elif divergence == "hutchinson":
-            samples = jnp.sum(probes * mm(probes), axis=0)
+            products = mm(probes)
+            samples, squares = jnp.sum(probes * products, 0), jnp.sum(products**2, 0)
         else:
-            low_rank, residual = hutchpp_parts(mm, basis, probes)
+            low_rank, residual, (on_basis, on_probes) = hutchpp_parts(mm, basis, probes)
             samples = low_rank + residual
-        return dz, samples
+            squares = jnp.sum(on_basis**2) + jnp.sum(on_probes**2, 0)
+        if not penalties:
+            return dz, samples
+        return dz, samples, jnp.sum(dz**2), squares
 
-    (z0, integral), num_steps = solve_to_end(
+    zeros = jnp.zeros(m, x.dtype)
+    y0 = (x, zeros, jnp.zeros((), x.dtype), zeros) if penalties else (x, zeros)
+    (z0, integral, *penalty_integrals), num_steps = solve_to_end(
         augmented,
-        (x, jnp.zeros(m, x.dtype)),
+        y0,
         t0=t1,
         t1=t0,
         args=(params, probes, basis),
@@ -183,12 +208,18 @@ def cnf_log_density(
         stderr = jnp.std(per_probe, ddof=1) / jnp.sqrt(m)
     else:
         stderr = jnp.asarray(0.0 if not stochastic else jnp.nan, x.dtype)
+    # Solved backwards, each penalty's state holds minus its integral.
+    kinetic, frobenius = (
+        (-penalty_integrals[0], -jnp.mean(penalty_integrals[1])) if penalties else (None, None)
+    )
     return CNFLogDensity(
         log_density=jnp.mean(per_probe),
         stderr=stderr,
         per_probe=per_probe,
         base_point=z0,
         num_steps=num_steps,
+        kinetic_energy=kinetic,
+        jacobian_frobenius=frobenius,
     )
 
 

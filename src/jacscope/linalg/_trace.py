@@ -28,14 +28,17 @@ def _hutchinson(op, num_matvecs, key):
     return mean_estimate(samples, num_matvecs)
 
 
-def hutchpp_parts(mm, basis: jax.Array, probes: jax.Array) -> tuple[jax.Array, jax.Array]:
+def hutchpp_parts(mm, basis: jax.Array, probes: jax.Array) -> tuple[jax.Array, ...]:
     """Hutch++ from a given orthonormal `basis` Q (Hutch++ takes that of A S, S a sketch)
-    and given probes: `(tr(Q^T A Q), g_i^T P A P g_i for each column g_i of probes)`,
-    P = I - Q Q^T. For any fixed Q, the low-rank part plus any one sample is an unbiased
-    estimate of tr A. `mm` maps an `(n, k)` block to A times it."""
-    low_rank_trace = jnp.sum(basis * mm(basis))
+    and given probes: `(tr(Q^T A Q), g_i^T P A P g_i for each column g_i of probes,
+    (A Q, A P g))`, P = I - Q Q^T, from one product with the block [Q, P g]. For any
+    fixed Q, the low-rank part plus any one sample is an unbiased estimate of tr A.
+    `mm` maps an `(n, k)` block to A times it."""
     probes = probes - basis @ (basis.T @ probes)
-    return low_rank_trace, jnp.sum(probes * mm(probes), axis=0)
+    products = mm(jnp.concatenate([basis, probes], axis=1))
+    on_basis, on_probes = products[:, : basis.shape[1]], products[:, basis.shape[1] :]
+    low_rank_trace = jnp.sum(basis * on_basis)
+    return low_rank_trace, jnp.sum(probes * on_probes, axis=0), (on_basis, on_probes)
 
 
 @eqx.filter_jit
@@ -48,7 +51,7 @@ def _hutchpp(op, num_matvecs, key):
     sketch = jax.random.rademacher(key_sketch, (n, sketch_size), dtype)
     probes = jax.random.rademacher(key_probe, (n, num_probes), dtype)
     basis, _ = jnp.linalg.qr(op.mm(sketch))
-    low_rank_trace, samples = hutchpp_parts(op.mm, basis, probes)
+    low_rank_trace, samples, _ = hutchpp_parts(op.mm, basis, probes)
     return mean_estimate(samples, num_matvecs, offset=low_rank_trace)
 
 
