@@ -2,6 +2,7 @@
 
 import random
 
+import jax
 import numpy as np
 import pytest
 import sklearn.datasets
@@ -182,3 +183,24 @@ def test_make_batches_paper_shape():
 def test_make_batches_rejects_bad_input(n_y, batch_size, epochs, culprit):
     with pytest.raises(ValueError, match=culprit):
         make_batches(np.zeros((6, 2)), np.zeros(n_y), batch_size, epochs)
+
+
+def test_the_2d_densities_have_their_shapes_and_supports():
+    from jacscope.data import DENSITIES, sample_density
+
+    key = jax.random.key(0)
+    samples = {name: np.asarray(sample_density(name, key, 4000)) for name in DENSITIES}
+    for name, x in samples.items():
+        assert x.shape == (4000, 2) and x.dtype == np.float32 and np.all(np.isfinite(x)), name
+    radius = np.linalg.norm(samples["eight_gaussians"], axis=1)
+    assert abs(radius.mean() - 2.0) < 0.02
+    board = samples["checkerboard"]
+    assert np.all(np.abs(board) <= 2.0)
+    cells = np.floor(board).astype(int) + 2
+    assert np.all((cells.sum(axis=1) % 2) == 0)  # only the black cells
+    assert len({tuple(c) for c in cells}) == 8
+    rings = np.linalg.norm(samples["rings"], axis=1)
+    for r in (0.5, 1.0, 1.5, 2.0):
+        assert np.mean(np.abs(rings - r) < 0.2) > 0.2
+    with pytest.raises(ValueError, match="name must be one of"):
+        sample_density("spiral", key, 10)
