@@ -21,46 +21,31 @@ import numpy as np
 import optax
 
 from jacscope.data import sample_density
-from jacscope.flows import cnf_log_density, local_error
+from jacscope.flows import cnf_log_density, concat_field, init_concat_field, local_error
 
 SMALL = os.environ.get("JACSCOPE_EXAMPLE_SIZE") == "small"
 HIDDEN, ITERATIONS, BATCH = ((32, 32), 80, 128) if SMALL else ((64, 64, 64), 600, 256)
 
 
-def init_field(key, d=2, hidden=HIDDEN):
-    sizes = (d, *hidden, d)
-    layers = []
-    keys = jax.random.split(key, len(sizes) - 1)
-    for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True):
-        layers.append((jax.random.normal(k, (a + 1, b)) / jnp.sqrt(a + 1), jnp.zeros(b)))
-    return layers
-
-
-def field(t, z, layers):
-    """An MLP of [h, t] at every layer (FFJORD's "concat" layers), tanh between."""
-    h = z
-    for i, (w, b) in enumerate(layers):
-        h = jnp.concatenate([h, jnp.full((1,), t, h.dtype)]) @ w + b
-        h = jnp.tanh(h) if i < len(layers) - 1 else h
-    return h
-
-
 def loss(params, x, key, regulariser):
-    runs = jax.vmap(lambda x: cnf_log_density(field, params, x, penalties=True))(x)
+    runs = jax.vmap(lambda x: cnf_log_density(concat_field, params, x, penalties=True))(x)
     value = -runs.log_density.mean()
     if regulariser == "rnode":
         value += 0.05 * (runs.kinetic_energy.mean() + runs.jacobian_frobenius.mean())
     elif regulariser == "local error":
         keys = jax.random.split(key, x.shape[0])
         value += (
-            0.05 * jax.vmap(lambda x, k: local_error(field, params, x, key=k))(x, keys).steps.mean()
+            0.05
+            * jax.vmap(lambda x, k: local_error(concat_field, params, x, key=k))(
+                x, keys
+            ).steps.mean()
         )
     return value
 
 
 def train(regulariser):
     optimizer = optax.adam(1e-3)
-    params = init_field(jax.random.key(0))
+    params = init_concat_field(jax.random.key(0), 2, HIDDEN)
     state = optimizer.init(params)
 
     @jax.jit
@@ -78,8 +63,10 @@ def train(regulariser):
 
 
 test_x = sample_density("eight_gaussians", jax.random.key(2), 512)
-evaluate = jax.jit(jax.vmap(lambda params, x: cnf_log_density(field, params, x), (None, 0)))
-untrained = float(-evaluate(init_field(jax.random.key(0)), test_x).log_density.mean())
+evaluate = jax.jit(jax.vmap(lambda params, x: cnf_log_density(concat_field, params, x), (None, 0)))
+untrained = float(
+    -evaluate(init_concat_field(jax.random.key(0), 2, HIDDEN), test_x).log_density.mean()
+)
 results = {}
 for regulariser in ("none", "rnode", "local error"):
     params, seconds = train(regulariser)
