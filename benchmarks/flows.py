@@ -38,7 +38,7 @@ from jacscope.flows import (
     cnf_log_density,
     concat_field,
     init_concat_field,
-    local_error,
+    maximum_likelihood_loss,
     standard_normal_log_density,
 )
 
@@ -135,18 +135,6 @@ def divergence_table(args):
 REGULARISERS = ("none", "rnode", "local error")
 
 
-def training_loss(params, x, key, regulariser):
-    runs = jax.vmap(lambda x: cnf_log_density(concat_field, params, x, penalties=True))(x)
-    value = -runs.log_density.mean()
-    if regulariser == "rnode":
-        value += 0.05 * (runs.kinetic_energy.mean() + runs.jacobian_frobenius.mean())
-    elif regulariser == "local error":
-        keys = jax.random.split(key, x.shape[0])
-        local = jax.vmap(lambda x, k: local_error(concat_field, params, x, key=k))(x, keys)
-        value += 0.05 * local.steps.mean()
-    return value
-
-
 def train(dataset, regulariser, iterations, test_x, evaluate):
     """Adam on the maximum-likelihood loss; the test NLL every 50 iterations with the
     seconds spent training until then."""
@@ -158,7 +146,9 @@ def train(dataset, regulariser, iterations, test_x, evaluate):
     def step(params, state, key):
         data_key, loss_key = jax.random.split(key)
         x = sample_density(dataset, data_key, 256)
-        grads = jax.grad(training_loss)(params, x, loss_key, regulariser)
+        grads = jax.grad(maximum_likelihood_loss)(
+            params, x, loss_key, regulariser=regulariser.replace(" ", "-")
+        )
         updates, state = optimizer.update(grads, state)
         return optax.apply_updates(params, updates), state
 

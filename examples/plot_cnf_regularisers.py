@@ -21,26 +21,15 @@ import numpy as np
 import optax
 
 from jacscope.data import sample_density
-from jacscope.flows import cnf_log_density, concat_field, init_concat_field, local_error
+from jacscope.flows import (
+    cnf_log_density,
+    concat_field,
+    init_concat_field,
+    maximum_likelihood_loss,
+)
 
 SMALL = os.environ.get("JACSCOPE_EXAMPLE_SIZE") == "small"
 HIDDEN, ITERATIONS, BATCH = ((32, 32), 80, 128) if SMALL else ((64, 64, 64), 600, 256)
-
-
-def loss(params, x, key, regulariser):
-    runs = jax.vmap(lambda x: cnf_log_density(concat_field, params, x, penalties=True))(x)
-    value = -runs.log_density.mean()
-    if regulariser == "rnode":
-        value += 0.05 * (runs.kinetic_energy.mean() + runs.jacobian_frobenius.mean())
-    elif regulariser == "local error":
-        keys = jax.random.split(key, x.shape[0])
-        value += (
-            0.05
-            * jax.vmap(lambda x, k: local_error(concat_field, params, x, key=k))(
-                x, keys
-            ).steps.mean()
-        )
-    return value
 
 
 def train(regulariser):
@@ -52,7 +41,9 @@ def train(regulariser):
     def step(params, state, key):
         data_key, loss_key = jax.random.split(key)
         x = sample_density("eight_gaussians", data_key, BATCH)
-        grads = jax.grad(loss)(params, x, loss_key, regulariser)
+        grads = jax.grad(maximum_likelihood_loss)(
+            params, x, loss_key, regulariser=regulariser.replace(" ", "-")
+        )
         updates, state = optimizer.update(grads, state)
         return optax.apply_updates(params, updates), state
 

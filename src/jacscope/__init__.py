@@ -3,7 +3,8 @@
 The public API: the operator protocol and the training Jacobian are re-exported
 here; each capability is a subpackage (`jacscope.linalg`, `jacscope.curvature`,
 `jacscope.training`, `jacscope.penalties`, `jacscope.lipschitz`, `jacscope.propagation`,
-`jacscope.parallel`, `jacscope.descent`, `jacscope.dynamics`) with its own explicit re-exports.
+`jacscope.parallel`, `jacscope.descent`, `jacscope.dynamics`, `jacscope.taylor`) with its
+own explicit re-exports.
 
 Importing jacscope before JAX has run anything asks JAX for one CPU device per core
 (`JACSCOPE_CPU_DEVICES` sets another count), so that chunked work such as
@@ -21,6 +22,7 @@ from jacscope import operators as operators
 from jacscope import parallel as parallel
 from jacscope import penalties as penalties
 from jacscope import propagation as propagation
+from jacscope import taylor as taylor
 from jacscope import training as training
 from jacscope._devices import use_cpu_cores as use_cpu_cores
 from jacscope._devices import use_cpu_cores_by_default

@@ -16,9 +16,9 @@ from rich.markup import escape
 
 import jacscope
 from jacscope._extras import MissingExtra
-from jacscope.cli import _lyapunov, _report, _spectrum, _train_jacobian
+from jacscope.cli import _flow, _lyapunov, _report, _spectrum, _train_jacobian
 
-COMMANDS = (_spectrum, _train_jacobian, _lyapunov, _report)
+COMMANDS = (_spectrum, _train_jacobian, _lyapunov, _flow, _report)
 
 _USER_ERRORS = (ValueError, FloatingPointError, MissingExtra)
 

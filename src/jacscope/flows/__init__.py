@@ -10,3 +10,5 @@ from jacscope.flows._field import concat_field as concat_field
 from jacscope.flows._field import init_concat_field as init_concat_field
 from jacscope.flows._local_error import LocalError as LocalError
 from jacscope.flows._local_error import local_error as local_error
+from jacscope.flows._objectives import REGULARISERS as REGULARISERS
+from jacscope.flows._objectives import maximum_likelihood_loss as maximum_likelihood_loss

@@ -1,7 +1,7 @@
 """Jobs: a command's computation, run in an output folder that resumes.
 
-A job takes a frozen configuration (a `TrainingConfig`, `SpectrumConfig` or
-`LyapunovConfig`, and the method's settings), an output folder and a
+A job takes a frozen configuration (a `TrainingConfig`, `SpectrumConfig`,
+`LyapunovConfig` or `FlowConfig`, and the method's settings), an output folder and a
 `jacscope.Progress` callback; it claims the folder (`JobFolder`: one owner, one
 writer, another configuration refused unless forced), keeps every finished stage
 there, writes its result last as `report.json` and returns it as a NamedTuple of
@@ -16,6 +16,9 @@ from jacscope.jobs._analyses import parse_analyses as parse_analyses
 from jacscope.jobs._folder import JobFolder as JobFolder
 from jacscope.jobs._load import FolderResults as FolderResults
 from jacscope.jobs._load import load as load
+from jacscope.jobs.flow import FlowConfig as FlowConfig
+from jacscope.jobs.flow import FlowResult as FlowResult
+from jacscope.jobs.flow import run_flow as run_flow
 from jacscope.jobs.lyapunov import LyapunovConfig as LyapunovConfig
 from jacscope.jobs.lyapunov import LyapunovResult as LyapunovResult
 from jacscope.jobs.lyapunov import run_lyapunov as run_lyapunov

@@ -1,5 +1,8 @@
 """Figures and reports drawn from job results; nothing here computes an analysis."""
 
+from jacscope.report._flow import SUMMARY_HEADERS as SUMMARY_HEADERS
+from jacscope.report._flow import summary_rows as summary_rows
+from jacscope.report._flow import write_flow_report as write_flow_report
 from jacscope.report._html import Section as Section
 from jacscope.report._html import Table as Table
 from jacscope.report._html import html_page as html_page
