@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from jacscope.cli._flags import add_flags, add_folder_flags, given, merged
-from jacscope.cli._progress import progress_bars
+from jacscope.cli._progress import run_job
 from jacscope.data import DENSITIES
 from jacscope.jobs import FlowConfig, run_flow
 from jacscope.jobs._config_file import build, read_toml
@@ -73,14 +71,4 @@ def report_tables(report: Mapping[str, Any]) -> list[Table]:
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) the flow, write report.html, print the table."""
     config = configuration(args)
-    console = Console(log_path=False)
-    with progress_bars(console) as bars:
-        result = run_flow(config, args.out, force=args.force, progress=bars)
-        bars.log("writing report.html")
-        html_path = write_flow_report(args.out, result)
-    for table in report_tables(result._asdict()):
-        console.print(table)
-    if result.resumed:
-        console.print(f"reused from {args.out}: {', '.join(result.resumed)}")
-    console.print(f"wrote {html_path} and {Path(args.out) / 'report.json'}")
-    return 0
+    return run_job(args, config, run_flow, write_flow_report, report_tables)

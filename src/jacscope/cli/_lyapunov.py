@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import jax
-from rich.console import Console
 from rich.table import Table
 
 from jacscope.cli._flags import add_flags, add_folder_flags, flag_name, given, given_flags, merged
-from jacscope.cli._progress import progress_bars
+from jacscope.cli._progress import run_job
 from jacscope.dynamics import SYSTEMS
 from jacscope.jobs import LyapunovConfig, run_lyapunov
 from jacscope.jobs._config_file import build, read_toml
@@ -110,14 +108,4 @@ def run(args: argparse.Namespace) -> int:
     config = configuration(args)
     if config.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    console = Console(log_path=False)
-    with progress_bars(console) as bars:
-        result = run_lyapunov(config, args.out, force=args.force, progress=bars)
-        bars.log("writing report.html")
-        html_path = write_lyapunov_report(args.out, result)
-    for table in report_tables(result._asdict()):
-        console.print(table)
-    if result.resumed:
-        console.print(f"reused from {args.out}: {', '.join(result.resumed)}")
-    console.print(f"wrote {html_path} and {Path(args.out) / 'report.json'}")
-    return 0
+    return run_job(args, config, run_lyapunov, write_lyapunov_report, report_tables)

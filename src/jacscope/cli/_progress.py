@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
@@ -64,3 +65,20 @@ def progress_bars(console: Console) -> Iterator[Bars]:
     )
     with Progress(*columns, console=console) as progress:
         yield Bars(progress)
+
+
+def run_job(args, config, run, write_report, report_tables) -> int:
+    """A job command's run, written once: `run(config, out, force, progress)` under
+    progress bars, `write_report(out, result)`, the `report_tables(report)` printed,
+    what was reused and what was written."""
+    console = Console(log_path=False)
+    with progress_bars(console) as bars:
+        result = run(config, args.out, force=args.force, progress=bars)
+        bars.log("writing report.html")
+        html_path = write_report(args.out, result)
+    for table in report_tables(result._asdict()):
+        console.print(table)
+    if result.resumed:
+        console.print(f"reused from {args.out}: {', '.join(result.resumed)}")
+    console.print(f"wrote {html_path} and {Path(args.out) / 'report.json'}")
+    return 0
